@@ -1,0 +1,3 @@
+from nasbench_repro.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,148 @@
+"""What a method sees of the runner: device, generator, precision, protocol, data, epochs.
+
+`ctx.epochs(n, state)` is the only loop a method needs for checkpointing: it restores
+`state` (modules, optimizers, schedulers, tensors, plain dicts) and every RNG stream from
+the phase's checkpoint when resuming, and saves them after each epoch, so a resumed run
+continues exactly where the interrupted one stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nasbench_repro import progress
+from nasbench_repro.atomic import write_with
+from nasbench_repro.errors import DivergenceError
+from nasbench_repro.meters import PhaseMeter
+from nasbench_repro.protocol import PhaseProtocol
+from nasbench_repro.seeding import restore_rng_state, rng_state
+from nasbench_repro.spec import RunSpec
+
+
+@dataclass
+class Context:
+    spec: RunSpec
+    phase: str
+    protocol: PhaseProtocol
+    device: torch.device
+    generator: torch.Generator
+    meter: PhaseMeter
+    checkpoint_path: Path
+    data_factory: Callable[[], Any]
+    curves: list[dict[str, Any]] = field(default_factory=list)
+    epoch: int | None = None
+    resumed_from_epoch: int | None = None
+    _data: Any = None
+
+    # --- numerics -------------------------------------------------------------------------------------------
+
+    @property
+    def precision(self) -> str:
+        return self.spec.precision
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """bf16 autocast on CUDA when the run asked for it; a no-op otherwise."""
+        if self.spec.precision == "bf16" and self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def check_finite(self, value: torch.Tensor | float, what: str) -> float:
+        """Fail the run with a one-line reason when a loss diverges (call once per epoch: it syncs)."""
+        number = float(value)
+        if not math.isfinite(number):
+            where = f"epoch {self.epoch}" if self.epoch is not None else "start"
+            raise DivergenceError(
+                f"{what} is {number} at {self.phase} {where}; lower the learning rate, "
+                f"use --precision fp32, or try another seed"
+            )
+        return number
+
+    # --- data -----------------------------------------------------------------------------------------------
+
+    @property
+    def data(self) -> Any:
+        """The run's dataset, loaded on first use (onto `device` where the loader supports it)."""
+        if self._data is None:
+            self._data = self.data_factory()
+        return self._data
+
+    # --- the epoch loop, checkpoints and curves ------------------------------------------------------------
+
+    def epochs(self, total: int, state: Mapping[str, Any]) -> Iterator[int]:
+        """Yield epoch numbers, saving `state` after each; on resume, start after the last saved one."""
+        start = self._restore(state)
+        with progress.bar(total=total, initial=start, desc=f"{self.spec.method} {self.phase}", unit="epoch") as bar:
+            for epoch in range(start, total):
+                self.epoch = epoch
+                yield epoch
+                self._save(epoch, state)
+                bar.update(1)
+                if self.curves and self.curves[-1].get("epoch") == epoch:
+                    bar.set_postfix(_short(self.curves[-1]), refresh=False)
+        self.epoch = None
+
+    def log(self, **values: Any) -> None:
+        """Append one row to this phase's curves (call once per epoch, after the epoch's work)."""
+        row = {"epoch": self.epoch, **values}
+        self.curves.append(row)
+
+    def progress(self, iterable: Any = None, total: int | None = None, desc: str = "") -> Any:
+        return progress.bar(iterable, total=total, desc=desc or f"{self.phase} epoch {self.epoch}", unit="step")
+
+    def _save(self, epoch: int, state: Mapping[str, Any]) -> None:
+        payload = {
+            "epoch": epoch,
+            "state": {name: _state_of(obj) for name, obj in state.items()},
+            "rng": rng_state(self.generator),
+            "curves": self.curves,
+            "elapsed_seconds": self.meter.elapsed_seconds(),
+            "peaks": self.meter.peaks(),
+        }
+        write_with(self.checkpoint_path, lambda handle: torch.save(payload, handle))
+
+    def _restore(self, state: Mapping[str, Any]) -> int:
+        if not self.checkpoint_path.exists():
+            return 0
+        payload = torch.load(self.checkpoint_path, map_location="cpu", weights_only=True)
+        missing = set(state) - set(payload["state"])
+        if missing:
+            raise RuntimeError(f"checkpoint {self.checkpoint_path} lacks state {sorted(missing)}")
+        for name, obj in state.items():
+            _load_state(obj, payload["state"][name])
+        restore_rng_state(payload["rng"], self.generator)
+        self.curves[:] = payload["curves"]
+        self.meter.carry(payload["elapsed_seconds"], payload["peaks"])
+        self.resumed_from_epoch = payload["epoch"] + 1
+        return payload["epoch"] + 1
+
+
+def _state_of(obj: Any) -> Any:
+    if hasattr(obj, "state_dict"):
+        return obj.state_dict()
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().clone()
+    if isinstance(obj, dict):
+        return dict(obj)
+    raise TypeError(f"cannot checkpoint {type(obj).__name__}: give it state_dict() or pass a tensor or dict")
+
+
+def _load_state(obj: Any, saved: Any) -> None:
+    if hasattr(obj, "load_state_dict"):
+        obj.load_state_dict(saved)
+    elif isinstance(obj, torch.Tensor):
+        with torch.no_grad():
+            obj.copy_(saved)
+    else:
+        obj.clear()
+        obj.update(saved)
+
+
+def _short(row: dict[str, Any]) -> dict[str, str]:
+    return {key: f"{value:.4g}" for key, value in row.items() if isinstance(value, float)}

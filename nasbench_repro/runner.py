@@ -1,0 +1,243 @@
+"""The one runner: turns a RunSpec into a stored record.
+
+It owns seeding, determinism, device and precision, per-phase timing and memory, the run
+directory with checkpoints (outside results/), resume, and the atomic record write.
+Methods see none of this beyond the `Context` they are handed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nasbench_repro import catalog, environment
+from nasbench_repro.atomic import write_json
+from nasbench_repro.budgets import get_budget
+from nasbench_repro.context import Context
+from nasbench_repro.data import DataRequest, DataSource, resolve
+from nasbench_repro.errors import RunFailure, UserError
+from nasbench_repro.meters import PhaseMeter
+from nasbench_repro.method import Method, PhaseResult
+from nasbench_repro.protocol import Protocol, apply_overrides, load_protocol
+from nasbench_repro.records import SCHEMA_VERSION, finite_or_none, write_record
+from nasbench_repro.seeding import seed_everything, set_determinism
+from nasbench_repro.spec import RunSpec, new_run_id, utc_now
+
+log = logging.getLogger("nasbench_repro")
+
+
+@dataclass
+class RunOutcome:
+    record_path: Path
+    status: str
+    reason: str | None
+    run_id: str
+
+
+@dataclass(frozen=True)
+class Paths:
+    results_dir: Path = Path("results")
+    runs_dir: Path = Path("runs")
+    data_root: Path = Path("data")
+
+
+def choose_device(request: str) -> torch.device:
+    if request == "cpu":
+        return torch.device("cpu")
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if request == "cuda":
+        raise UserError("--device cuda asked for, but no CUDA device is visible; use --device cpu or auto")
+    return torch.device("cpu")
+
+
+def resolve_protocol(method: type[Method], spec: RunSpec) -> Protocol:
+    """The paper protocol for the dataset, scaled by the budget, then the user's overrides."""
+    protocol = load_protocol(spec.method, spec.dataset, method.config_file)
+    get_budget(spec.budget).apply(protocol)
+    apply_overrides(protocol, spec.overrides, spec.phases)
+    return protocol
+
+
+class RunDirectory:
+    """`runs/<run_id>/`: the spec, per-phase checkpoints and finished-phase results, a log."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    @property
+    def spec_file(self) -> Path:
+        return self.root / "run.json"
+
+    def checkpoint(self, phase: str) -> Path:
+        return self.root / f"checkpoint-{phase}.pt"
+
+    def phase_file(self, phase: str) -> Path:
+        return self.root / f"phase-{phase}.json"
+
+    def finished(self, phase: str) -> dict | None:
+        path = self.phase_file(phase)
+        return json.loads(path.read_text()) if path.exists() else None
+
+
+def _install_sigterm() -> Any:
+    """Treat SIGTERM (Slurm preemption, `kill`) like Ctrl-C: record as interrupted, keep the checkpoint."""
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        return None
+
+
+@contextmanager
+def _run_logging(path: Path) -> Iterator[None]:
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+
+
+def execute(spec: RunSpec | None = None, paths: Paths = Paths(), resume: str | None = None,
+            notify=lambda line: print(line, file=sys.stderr)) -> RunOutcome:
+    """Run (or resume) one spec to a record. User errors before the start raise UserError."""
+    if resume is not None:
+        run_dir = RunDirectory(paths.runs_dir / resume)
+        if not run_dir.spec_file.exists():
+            raise UserError(f"no run {resume!r} under {paths.runs_dir} to resume (looked for {run_dir.spec_file})")
+        stored = json.loads(run_dir.spec_file.read_text())
+        stored_spec = RunSpec.from_dict(stored["spec"])
+        if spec is not None and (spec.method, spec.dataset) != (stored_spec.method, stored_spec.dataset):
+            raise UserError(f"run {resume} is {stored_spec.method} on {stored_spec.dataset}, not {spec.method} on {spec.dataset}")
+        spec, run_id, started = stored_spec, resume, stored["started_utc"]
+    else:
+        assert spec is not None
+        run_id, started = new_run_id(spec), utc_now()
+        run_dir = RunDirectory(paths.runs_dir / run_id)
+
+    method_class = catalog.get_method(spec.method)
+    protocol = resolve_protocol(method_class, spec)
+    device = choose_device(spec.device)
+    if spec.precision == "bf16" and device.type != "cuda":
+        raise UserError("--precision bf16 needs a CUDA device; use --precision fp32 on CPU")
+    source = resolve(DataRequest(spec.dataset, paths.data_root, spec.budget, spec.allow_unofficial_data))
+    for line in source.notices:
+        notify(line)
+    method = method_class()
+    genotype = method.load_genotype(spec.genotype) if spec.genotype else None
+
+    run_dir.root.mkdir(parents=True, exist_ok=True)
+    if resume is None:
+        write_json(run_dir.spec_file, {"spec": spec.to_dict(), "run_id": run_id, "started_utc": started})
+    notify(f"{'resuming' if resume else 'run'} {run_id}: {spec.method} on {source.name}, budget {spec.budget}, "
+           f"seed {spec.seed}, {device.type}; checkpoints in {run_dir.root}")
+
+    with _run_logging(run_dir.root / "run.log"):
+        return _run(spec, run_id, started, method, protocol, device, source, genotype, run_dir, paths)
+
+
+def _run(spec: RunSpec, run_id: str, started: str, method: Method, protocol: Protocol, device: torch.device,
+         source: DataSource, genotype: Any, run_dir: RunDirectory, paths: Paths) -> RunOutcome:
+    determinism = set_determinism(spec.determinism)
+    generator = seed_everything(spec.seed, device)
+    data_cache: dict[str, Any] = {}
+
+    def load_data() -> Any:
+        if "data" not in data_cache:
+            data_cache["data"] = source.load(device, generator)
+        return data_cache["data"]
+
+    record: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "run_id": run_id,
+        "spec": spec.to_dict(),
+        "variant": method.variant(protocol),
+        "dataset": source.name,
+        "budget": spec.budget,
+        "protocol": protocol.describe(),
+        "data": source.description,
+        "genotype": genotype.to_dict() if genotype is not None else None,
+        "metrics": {},
+        "cost": {},
+        "curves": {},
+        "environment": {**environment.describe(device, 1), "determinism": determinism, "precision": spec.precision},
+        "started_utc": started,
+        "status": "interrupted",
+        "reason": None,
+    }
+    previous_sigterm = _install_sigterm()
+    outcome_error: BaseException | None = None
+    try:
+        for phase in spec.phases:
+            result = _phase(phase, spec, method, protocol, device, generator, load_data, genotype, run_dir, record)
+            if result.genotype is not None:
+                genotype = result.genotype
+        record["status"] = "complete"
+    except KeyboardInterrupt:
+        record["reason"] = "interrupted by the user or a signal; resume with --resume " + run_id
+    except RunFailure as error:
+        record["status"], record["reason"] = "failed", str(error)
+    except UserError as error:
+        record["status"], record["reason"] = "failed", str(error)
+        outcome_error = error
+    except Exception as error:  # a bug: record it, then show the traceback
+        record["status"], record["reason"] = "failed", f"{type(error).__name__}: {error}"
+        outcome_error = error
+    finally:
+        if previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, previous_sigterm)
+        record["ended_utc"] = utc_now()
+        path = write_record(paths.results_dir, record)
+        log.info("record %s (%s)", path, record["status"])
+    if outcome_error is not None:
+        raise outcome_error
+    return RunOutcome(path, record["status"], record["reason"], run_id)
+
+
+def _phase(phase: str, spec: RunSpec, method: Method, protocol: Protocol, device: torch.device,
+           generator: torch.Generator, load_data, genotype: Any, run_dir: RunDirectory, record: dict) -> PhaseResult:
+    """Run one phase (or reload it if a previous attempt finished it) and fold it into the record."""
+    done = run_dir.finished(phase)
+    if done is None:
+        meter = PhaseMeter(device)
+        ctx = Context(spec=spec, phase=phase, protocol=protocol.phase(phase), device=device, generator=generator,
+                      meter=meter, checkpoint_path=run_dir.checkpoint(phase), data_factory=load_data)
+        log.info("phase %s starts", phase)
+        try:
+            with meter:
+                result = method.search(ctx) if phase == "search" else method.evaluate(genotype, ctx)
+        finally:
+            record["curves"][phase] = ctx.curves
+            record["cost"][phase] = {**meter.summary(), "resumed_from_epoch": ctx.resumed_from_epoch}
+        done = {
+            "metrics": result.metrics,
+            "genotype": result.genotype.to_dict() if result.genotype is not None else None,
+            "curves": ctx.curves,
+            "cost": record["cost"][phase],
+        }
+        write_json(run_dir.phase_file(phase), finite_or_none(done))
+        log.info("phase %s done: %s", phase, result.metrics)
+    else:
+        result = PhaseResult(done["metrics"], method.load_genotype(done["genotype"]) if done["genotype"] else None)
+    record["curves"][phase] = done["curves"]
+    record["cost"][phase] = done["cost"]
+    record["metrics"].update(done["metrics"])
+    if done["genotype"] is not None:
+        record["genotype"] = done["genotype"]
+    return result
