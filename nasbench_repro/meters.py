@@ -160,7 +160,7 @@ class PhaseMeter:
     def summary(self) -> dict:
         seconds = self.elapsed_seconds()
         return {
-            "wall_seconds": round(seconds, 3),
+            "wall_seconds": seconds,
             "device_count": self.device_count,
             "gpu_days": gpu_days(seconds, self.device_count),
             "peak_memory": {**self.peaks(), "rss_peak_is_per_phase": self._rss_reset},

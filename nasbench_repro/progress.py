@@ -23,7 +23,7 @@ def bar(iterable: Iterable[Any] | None = None, *, total: int | None = None, desc
         file=sys.stderr,
         disable=not enabled(),
         dynamic_ncols=True,
-        leave=False if interactive else True,
+        leave=not interactive,
         mininterval=0.5 if interactive else 30.0,
         **kwargs,
     )

@@ -187,16 +187,9 @@ def coerce(current: Any, new: Any, key: str) -> Any:
     """Check `new` has the type of the protocol's value; ints are accepted where floats are."""
     if current is None or new is None:
         return new
-    if isinstance(current, bool) or isinstance(new, bool):
-        if isinstance(current, bool) and isinstance(new, bool):
-            return new
-    elif isinstance(current, float) and isinstance(new, int | float):
+    if isinstance(current, float) and isinstance(new, int | float) and not isinstance(new, bool):
         return float(new)
-    elif isinstance(current, int) and isinstance(new, int):
-        return new
-    elif isinstance(current, str) and isinstance(new, str):
-        return new
-    elif isinstance(current, list) and isinstance(new, list):
+    if type(new) is type(current) or (isinstance(current, list) and isinstance(new, list)):
         return new
     raise UserError(f"--set {key}={json.dumps(new)}: expected {type(current).__name__} like {json.dumps(current)}")
 

@@ -80,7 +80,9 @@ def validate(record: Any, where: str = "record") -> None:
         if not isinstance(record.get(key), kind):
             raise InvalidRecordError(f"{where}: field {key!r} missing or not {kind.__name__}")
     if record["schema_version"] != SCHEMA_VERSION:
-        raise InvalidRecordError(f"{where}: schema_version {record['schema_version']} (this harness reads {SCHEMA_VERSION})")
+        raise InvalidRecordError(
+            f"{where}: schema_version {record['schema_version']} (this harness reads {SCHEMA_VERSION})"
+        )
     if record["status"] not in STATUSES:
         raise InvalidRecordError(f"{where}: status {record['status']!r} is not one of {', '.join(STATUSES)}")
     missing = [name for name in SPEC_FIELDS if name not in record["spec"]]

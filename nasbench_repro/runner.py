@@ -124,7 +124,9 @@ def execute(spec: RunSpec | None = None, paths: Paths = Paths(), resume: str | N
         stored = json.loads(run_dir.spec_file.read_text())
         stored_spec = RunSpec.from_dict(stored["spec"])
         if spec is not None and (spec.method, spec.dataset) != (stored_spec.method, stored_spec.dataset):
-            raise UserError(f"run {resume} is {stored_spec.method} on {stored_spec.dataset}, not {spec.method} on {spec.dataset}")
+            raise UserError(
+                f"run {resume} is {stored_spec.method} on {stored_spec.dataset}, not {spec.method} on {spec.dataset}"
+            )
         spec, run_id, started = stored_spec, resume, stored["started_utc"]
     else:
         assert spec is not None

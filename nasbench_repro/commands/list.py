@@ -8,6 +8,7 @@ from tabulate import tabulate
 
 from nasbench_repro import catalog
 from nasbench_repro.budgets import BUDGETS
+from nasbench_repro.data import dataset_names, resolver_exists
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -28,10 +29,11 @@ def handle(args: argparse.Namespace) -> int:
         ])
     print(tabulate(rows, headers=["method", "what", "paper", "implemented"]))
     print()
-    from nasbench_repro.data import dataset_names, resolver_exists
 
-    dataset_rows = [[name, catalog.MISSION_DATASETS.get(name, "(plug-in)"), "yes" if resolver_exists(name) else "not yet"]
-                    for name in dataset_names()]
+    dataset_rows = [
+        [name, catalog.MISSION_DATASETS.get(name, "(plug-in)"), "yes" if resolver_exists(name) else "not yet"]
+        for name in dataset_names()
+    ]
     print(tabulate(dataset_rows, headers=["dataset", "what", "implemented"]))
     print()
     print(tabulate([[budget.name, budget.description] for budget in BUDGETS.values()], headers=["budget", "what"]))

@@ -1,0 +1,97 @@
+"""nox sessions for nasbench-repro.
+
+Every session runs in one shared virtual environment (.nox/shared), created on first use
+and reinstalled only when pyproject.toml changes, so torch installs once.
+
+    nox -s reproduce-pcdarts                  # search + evaluate PC-DARTS on CIFAR-10
+    nox -s reproduce-pcdarts -- --budget smoke --data-root ROOT
+    nox -s tests                              # the test suite (extra args go to pytest)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from pathlib import Path
+
+import nox
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from nasbench_repro.catalog import MISSION_METHODS  # noqa: E402  (stdlib-only module: no torch needed here)
+
+nox.options.default_venv_backend = "none"
+nox.options.sessions = ["lint", "tests"]
+
+ROOT = Path(__file__).resolve().parent
+SHARED_ENV = ROOT / ".nox" / "shared"
+
+
+def shared_env(session: nox.Session) -> Path:
+    """The shared environment's bin/ folder, creating or refreshing it when needed."""
+    python = SHARED_ENV / "bin" / "python"
+    if not python.exists():
+        session.run(sys.executable, "-m", "venv", str(SHARED_ENV), external=True)
+    stamp = SHARED_ENV / ".installed-pyproject-sha256"
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if not stamp.exists() or stamp.read_text() != digest:
+        session.run(str(python), "-m", "pip", "install", "--quiet", "-e", f"{ROOT}[test]", external=True)
+        stamp.write_text(digest)
+    return SHARED_ENV / "bin"
+
+
+def run_in_env(session: nox.Session, tool: str, *args: str) -> None:
+    session.run(str(shared_env(session) / tool), *args, external=True)
+
+
+def has_cuda(session: nox.Session) -> bool:
+    output = session.run(str(shared_env(session) / "python"), "-c", "import torch; print(torch.cuda.is_available())",
+                         external=True, silent=True)
+    return "True" in (output or "")
+
+
+def budget_arguments(session: nox.Session) -> list[str]:
+    """The paper budget on a CUDA machine, smoke on a CPU, unless the user chose one."""
+    if any(arg == "--budget" or arg.startswith("--budget=") for arg in session.posargs):
+        return []
+    if has_cuda(session):
+        return ["--budget", "paper"]
+    session.log("No CUDA device: running the smoke budget (minutes on a CPU; it checks the code, it does not "
+                "reproduce the paper). Pass --budget to choose.")
+    return ["--budget", "smoke"]
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The test suite (CPU); extra arguments go to pytest."""
+    run_in_env(session, "pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    run_in_env(session, "ruff", "check", "nasbench_repro", "methods", "tests", "noxfile.py")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """pytest-benchmark timings (data pipeline, search steps); compare runs with --benchmark-compare."""
+    run_in_env(session, "pytest", "--benchmark-enable", "--benchmark-only", "--benchmark-autosave", *session.posargs)
+
+
+def _reproduce(method: str, dataset: str):
+    def session_body(session: nox.Session) -> None:
+        run_in_env(session, "nasbench", "run", method, "--dataset", dataset, "--phase", "reproduce",
+                   *budget_arguments(session), *session.posargs)
+
+    session_body.__doc__ = f"Search then evaluate {method} on {dataset} (extra arguments go to nasbench run)."
+    return session_body
+
+
+for _info in MISSION_METHODS:
+    nox.session(name=f"reproduce-{_info.name}", default=False)(_reproduce(_info.name, _info.headline_dataset))
+
+
+@nox.session(name="pcdarts-k-ablation", default=False)
+def pcdarts_k_ablation(session: nox.Session) -> None:
+    """PC-DARTS with K = 1, 2, 4, 8 on CIFAR-10, one record per K."""
+    run_in_env(session, "nasbench", "run", "pcdarts", "--dataset", "cifar10", "--phase", "reproduce",
+               "--sweep", "k=1,2,4,8", *budget_arguments(session), *session.posargs)
