@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from nasbench_repro.catalog import MISSION_METHODS  # noqa: E402  (stdlib-only module: no torch needed here)
 
 nox.options.default_venv_backend = "none"
-nox.options.sessions = ["lint", "tests"]
+nox.options.sessions = ["lint", "tests", "leaderboard"]
 
 ROOT = Path(__file__).resolve().parent
 SHARED_ENV = ROOT / ".nox" / "shared"
@@ -95,3 +95,17 @@ def pcdarts_k_ablation(session: nox.Session) -> None:
     """PC-DARTS with K = 1, 2, 4, 8 on CIFAR-10, one record per K."""
     run_in_env(session, "nasbench", "run", "pcdarts", "--dataset", "cifar10", "--phase", "reproduce",
                "--sweep", "k=1,2,4,8", *budget_arguments(session), *session.posargs)
+
+
+@nox.session
+def leaderboard(session: nox.Session) -> None:
+    """Regenerate reports/ from results/ (extra arguments go to nasbench leaderboard)."""
+    run_in_env(session, "nasbench", "leaderboard", *session.posargs)
+
+
+@nox.session(default=False)
+def stability(session: nox.Session) -> None:
+    """The seed-stability gate, e.g. nox -s stability -- pcdarts --dataset cifar10 --budget smoke."""
+    if not session.posargs:
+        session.error("name a method: nox -s stability -- METHOD --dataset DATASET [--budget B]")
+    run_in_env(session, "nasbench", "stability", *session.posargs)

@@ -81,12 +81,12 @@ BUDGETS: dict[str, Budget] = {
     ),
     "smoke": Budget(
         "smoke",
-        "two epochs on a few hundred images with a small network: proves the code runs, measures nothing",
-        max_epochs=2,
+        "three epochs on 1,024 images with a small network: proves the code runs, measures nothing",
+        max_epochs=3,
         max_train_examples=1024,
         max_test_examples=1000,
         channel_scale=0.5,
-        layer_scale=0.4,
+        layer_scale=0.25,
         max_batch_size=32,
     ),
 }

@@ -84,7 +84,7 @@ class _SavedHandle:
         self.meter._release(self.key)
 
 
-def _reset_peak_rss() -> bool:
+def reset_peak_rss() -> bool:
     """Linux lets a process reset its own high-water mark; elsewhere the peak is lifetime."""
     try:
         with open("/proc/self/clear_refs", "w") as handle:
@@ -94,7 +94,7 @@ def _reset_peak_rss() -> bool:
         return False
 
 
-def _peak_rss_bytes() -> int:
+def peak_rss_bytes() -> int:
     try:
         with open("/proc/self/status") as handle:
             for line in handle:
@@ -128,7 +128,7 @@ class PhaseMeter:
             torch.cuda.reset_peak_memory_stats(self.device)
         else:
             self._stack.enter_context(self.saved_tensors.track())
-        self._rss_reset = _reset_peak_rss()
+        self._rss_reset = reset_peak_rss()
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -153,7 +153,7 @@ class PhaseMeter:
         measured = {
             "cuda_max_allocated_bytes": torch.cuda.max_memory_allocated(self.device) if cuda else None,
             "saved_tensors_peak_bytes": None if cuda else self.saved_tensors.peak,
-            "rss_peak_bytes": _peak_rss_bytes(),
+            "rss_peak_bytes": peak_rss_bytes(),
         }
         return {key: _max(value, self.carried_peaks.get(key)) for key, value in measured.items()}
 

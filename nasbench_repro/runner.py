@@ -11,7 +11,7 @@ import json
 import logging
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from nasbench_repro import catalog, environment
-from nasbench_repro.atomic import write_json
+from nasbench_repro.atomic import write_json, write_with
 from nasbench_repro.budgets import get_budget
 from nasbench_repro.context import Context
 from nasbench_repro.data import DataRequest, DataSource, resolve
@@ -29,7 +29,7 @@ from nasbench_repro.meters import PhaseMeter
 from nasbench_repro.method import Method, PhaseResult
 from nasbench_repro.protocol import Protocol, apply_overrides, load_protocol
 from nasbench_repro.records import SCHEMA_VERSION, finite_or_none, write_record
-from nasbench_repro.seeding import seed_everything, set_determinism
+from nasbench_repro.seeding import restore_rng_state, rng_state, seed_everything, set_determinism
 from nasbench_repro.spec import RunSpec, new_run_id, utc_now
 
 log = logging.getLogger("nasbench_repro")
@@ -63,6 +63,12 @@ def choose_device(request: str) -> torch.device:
 def resolve_protocol(method: type[Method], spec: RunSpec) -> Protocol:
     """The paper protocol for the dataset, scaled by the budget, then the user's overrides."""
     protocol = load_protocol(spec.method, spec.dataset, method.config_file)
+    missing = [phase for phase in spec.phases if phase not in protocol.phases]
+    if missing:
+        raise UserError(
+            f"{spec.method} has no {missing[0]} protocol for {spec.dataset} "
+            f"(it has: {', '.join(protocol.phases)}); choose another --phase or dataset"
+        )
     get_budget(spec.budget).apply(protocol)
     apply_overrides(protocol, spec.overrides, spec.phases)
     return protocol
@@ -83,6 +89,9 @@ class RunDirectory:
 
     def phase_file(self, phase: str) -> Path:
         return self.root / f"phase-{phase}.json"
+
+    def rng_file(self, phase: str) -> Path:
+        return self.root / f"rng-after-{phase}.pt"
 
     def finished(self, phase: str) -> dict | None:
         path = self.phase_file(phase)
@@ -128,10 +137,8 @@ def execute(spec: RunSpec | None = None, paths: Paths = Paths(), resume: str | N
                 f"run {resume} is {stored_spec.method} on {stored_spec.dataset}, not {spec.method} on {spec.dataset}"
             )
         spec, run_id, started = stored_spec, resume, stored["started_utc"]
-    else:
-        assert spec is not None
-        run_id, started = new_run_id(spec), utc_now()
-        run_dir = RunDirectory(paths.runs_dir / run_id)
+    elif spec is None:
+        raise ValueError("execute() needs a spec or a run to resume")
 
     method_class = catalog.get_method(spec.method)
     protocol = resolve_protocol(method_class, spec)
@@ -143,43 +150,65 @@ def execute(spec: RunSpec | None = None, paths: Paths = Paths(), resume: str | N
         notify(line)
     method = method_class()
     genotype = method.load_genotype(spec.genotype) if spec.genotype else None
+    # an evaluation-only run is about the cell it was given, not the search settings
+    variant = method.variant(protocol) if "search" in spec.phases else "given cell"
 
+    if resume is None:
+        run_id, started = new_run_id(spec, source.name), utc_now()
+        run_dir = RunDirectory(paths.runs_dir / run_id)
     run_dir.root.mkdir(parents=True, exist_ok=True)
     if resume is None:
         write_json(run_dir.spec_file, {"spec": spec.to_dict(), "run_id": run_id, "started_utc": started})
     notify(f"{'resuming' if resume else 'run'} {run_id}: {spec.method} on {source.name}, budget {spec.budget}, "
            f"seed {spec.seed}, {device.type}; checkpoints in {run_dir.root}")
 
+    plan = RunPlan(spec, run_id, started, method, variant, protocol, device, source, run_dir, paths.results_dir)
     with _run_logging(run_dir.root / "run.log"):
-        return _run(spec, run_id, started, method, protocol, device, source, genotype, run_dir, paths)
+        return _run(plan, genotype)
 
 
-def _run(spec: RunSpec, run_id: str, started: str, method: Method, protocol: Protocol, device: torch.device,
-         source: DataSource, genotype: Any, run_dir: RunDirectory, paths: Paths) -> RunOutcome:
+@dataclass
+class RunPlan:
+    """Everything resolved before a run starts; nothing here changes while it runs."""
+
+    spec: RunSpec
+    run_id: str
+    started: str
+    method: Method
+    variant: str
+    protocol: Protocol
+    device: torch.device
+    source: DataSource
+    run_dir: RunDirectory
+    results_dir: Path
+
+
+def _run(plan: RunPlan, genotype: Any) -> RunOutcome:
+    spec, device = plan.spec, plan.device
     determinism = set_determinism(spec.determinism)
     generator = seed_everything(spec.seed, device)
     data_cache: dict[str, Any] = {}
 
     def load_data() -> Any:
         if "data" not in data_cache:
-            data_cache["data"] = source.load(device, generator)
+            data_cache["data"] = plan.source.load(device, generator)
         return data_cache["data"]
 
     record: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
-        "run_id": run_id,
+        "run_id": plan.run_id,
         "spec": spec.to_dict(),
-        "variant": method.variant(protocol),
-        "dataset": source.name,
+        "variant": plan.variant,
+        "dataset": plan.source.name,
         "budget": spec.budget,
-        "protocol": protocol.describe(),
-        "data": source.description,
+        "protocol": plan.protocol.describe(),
+        "data": plan.source.description,
         "genotype": genotype.to_dict() if genotype is not None else None,
         "metrics": {},
         "cost": {},
         "curves": {},
         "environment": {**environment.describe(device, 1), "determinism": determinism, "precision": spec.precision},
-        "started_utc": started,
+        "started_utc": plan.started,
         "status": "interrupted",
         "reason": None,
     }
@@ -187,12 +216,12 @@ def _run(spec: RunSpec, run_id: str, started: str, method: Method, protocol: Pro
     outcome_error: BaseException | None = None
     try:
         for phase in spec.phases:
-            result = _phase(phase, spec, method, protocol, device, generator, load_data, genotype, run_dir, record)
+            result = _phase(plan, phase, generator, load_data, genotype, record)
             if result.genotype is not None:
                 genotype = result.genotype
         record["status"] = "complete"
     except KeyboardInterrupt:
-        record["reason"] = "interrupted by the user or a signal; resume with --resume " + run_id
+        record["reason"] = "interrupted by the user or a signal; resume with --resume " + plan.run_id
     except RunFailure as error:
         record["status"], record["reason"] = "failed", str(error)
     except UserError as error:
@@ -205,21 +234,27 @@ def _run(spec: RunSpec, run_id: str, started: str, method: Method, protocol: Pro
         if previous_sigterm is not None:
             signal.signal(signal.SIGTERM, previous_sigterm)
         record["ended_utc"] = utc_now()
-        path = write_record(paths.results_dir, record)
+        path = write_record(plan.results_dir, record)
         log.info("record %s (%s)", path, record["status"])
     if outcome_error is not None:
         raise outcome_error
-    return RunOutcome(path, record["status"], record["reason"], run_id)
+    return RunOutcome(path, record["status"], record["reason"], plan.run_id)
 
 
-def _phase(phase: str, spec: RunSpec, method: Method, protocol: Protocol, device: torch.device,
-           generator: torch.Generator, load_data, genotype: Any, run_dir: RunDirectory, record: dict) -> PhaseResult:
-    """Run one phase (or reload it if a previous attempt finished it) and fold it into the record."""
+def _phase(plan: RunPlan, phase: str, generator: torch.Generator, load_data: Callable[[], Any], genotype: Any,
+           record: dict) -> PhaseResult:
+    """Run one phase, or reload it when an earlier attempt finished it, and fold it into the record.
+
+    A finished phase also stores the random streams as they were at its end, so the next phase
+    starts from the same state whether or not the run was interrupted in between.
+    """
+    run_dir, method = plan.run_dir, plan.method
     done = run_dir.finished(phase)
     if done is None:
-        meter = PhaseMeter(device)
-        ctx = Context(spec=spec, phase=phase, protocol=protocol.phase(phase), device=device, generator=generator,
-                      meter=meter, checkpoint_path=run_dir.checkpoint(phase), data_factory=load_data)
+        meter = PhaseMeter(plan.device)
+        ctx = Context(spec=plan.spec, phase=phase, protocol=plan.protocol.phase(phase), device=plan.device,
+                      generator=generator, meter=meter, checkpoint_path=run_dir.checkpoint(phase),
+                      data_factory=load_data)
         log.info("phase %s starts", phase)
         try:
             with meter:
@@ -233,9 +268,12 @@ def _phase(phase: str, spec: RunSpec, method: Method, protocol: Protocol, device
             "curves": ctx.curves,
             "cost": record["cost"][phase],
         }
+        state = rng_state(generator)
+        write_with(run_dir.rng_file(phase), lambda handle: torch.save(state, handle))
         write_json(run_dir.phase_file(phase), finite_or_none(done))
         log.info("phase %s done: %s", phase, result.metrics)
     else:
+        restore_rng_state(torch.load(run_dir.rng_file(phase), weights_only=True), generator)
         result = PhaseResult(done["metrics"], method.load_genotype(done["genotype"]) if done["genotype"] else None)
     record["curves"][phase] = done["curves"]
     record["cost"][phase] = done["cost"]

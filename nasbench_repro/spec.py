@@ -6,7 +6,6 @@ import dataclasses
 import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from nasbench_repro.errors import UserError
@@ -56,15 +55,11 @@ class RunSpec:
         return cls(**{key: value for key, value in data.items() if key in names})
 
 
-def new_run_id(spec: RunSpec) -> str:
-    """Sortable and readable: UTC time, method, dataset, seed, and a random suffix."""
+def new_run_id(spec: RunSpec, dataset: str) -> str:
+    """Sortable and readable: UTC time, method, the dataset that runs, seed, a random suffix."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    return f"{stamp}-{spec.method}-{spec.dataset}-s{spec.seed}-{secrets.token_hex(2)}"
+    return f"{stamp}-{spec.method}-{dataset}-s{spec.seed}-{secrets.token_hex(2)}"
 
 
 def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def default_runs_dir() -> Path:
-    return Path("runs")

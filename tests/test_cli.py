@@ -80,13 +80,13 @@ def test_run_prints_one_record_path_per_seed_and_sweep_value(tiny, capsys):
 
 
 def test_ctrl_c_records_interrupted_and_exits_130(tiny, capsys):
-    tiny_method.TinyMethod.interrupt_at_epoch = 1
+    tiny_method.TinyMethod.interrupt_at = ("search", 1)
     code, out, err = cli(capsys, *run_args(tiny, "--phase", "search"))
     assert code == 130
     assert "--resume" in err
     record_path = out.strip()
     assert record_path.endswith(".json")
-    tiny_method.TinyMethod.interrupt_at_epoch = None
+    tiny_method.TinyMethod.interrupt_at = None
     run_id = record_path.rsplit("/", 1)[1].removesuffix(".json")
     code, out, _ = cli(capsys, *run_args(tiny, "--phase", "search", "--resume", run_id))
     assert code == 0 and out.strip() == record_path

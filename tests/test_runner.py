@@ -51,7 +51,7 @@ def test_record_layout_and_contents(tiny):
     assert search_cost["gpu_days"] == pytest.approx(search_cost["wall_seconds"] / 86_400, rel=1e-3)
     assert search_cost["peak_memory"]["saved_tensors_peak_bytes"] > 0
     assert search_cost["peak_memory"]["rss_peak_bytes"] > 0
-    assert [row["epoch"] for row in record["curves"]["search"]] == [0, 1]  # smoke caps epochs at 2
+    assert [row["epoch"] for row in record["curves"]["search"]] == [0, 1, 2]  # smoke caps epochs at 3
     assert record["protocol"]["changed"]["search"]["epochs"] == "budget:smoke"
     environment = record["environment"]
     assert environment["device"] == "cpu" and environment["determinism"]["mode"] == "deterministic"
@@ -66,19 +66,21 @@ def test_overrides_are_applied_and_recorded(tiny):
     assert record["protocol"]["changed"]["search"] == {"epochs": "override", "lr": "override"}
 
 
-def test_interrupt_then_resume_equals_uninterrupted(tiny):
+@pytest.mark.parametrize("phase, epoch", [("search", 2), ("evaluate", 0), ("evaluate", 2)])
+def test_interrupt_then_resume_equals_uninterrupted(tiny, phase, epoch):
+    """Mid-search, between phases (no checkpoint of the evaluation yet) and mid-evaluation."""
     _, uninterrupted = run(tiny, seed=5)
-    tiny_method.TinyMethod.interrupt_at_epoch = 2
+    tiny_method.TinyMethod.interrupt_at = (phase, epoch)
     outcome, interrupted = run(tiny, seed=5)
     assert interrupted["status"] == "interrupted"
     assert "--resume" in interrupted["reason"]
     assert (tiny.runs_dir / outcome.run_id / "checkpoint-search.pt").exists()
-    tiny_method.TinyMethod.interrupt_at_epoch = None
+    tiny_method.TinyMethod.interrupt_at = None
     resumed_outcome = execute(None, tiny, resume=outcome.run_id, notify=lambda line: None)
     resumed = records.read_record(resumed_outcome.record_path)
     assert resumed_outcome.record_path == outcome.record_path  # the same run, now complete
     assert resumed["status"] == "complete"
-    assert resumed["cost"]["search"]["resumed_from_epoch"] == 2
+    assert resumed["cost"][phase]["resumed_from_epoch"] == (epoch or None)
     assert reproducible_part(resumed) == reproducible_part(uninterrupted)
 
 

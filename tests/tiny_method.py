@@ -59,7 +59,7 @@ def _toy_source(request) -> DataSource:
 class TinyMethod(Method):
     name = "tiny"
     headline_dataset = "toy"
-    interrupt_at_epoch: int | None = None  # raise KeyboardInterrupt when this epoch starts
+    interrupt_at: tuple[str, int] | None = None  # (phase, epoch): raise KeyboardInterrupt when it starts
     sleep_per_epoch = float(os.environ.get("TINY_SLEEP", "0"))
     produce_nan = False
 
@@ -69,7 +69,7 @@ class TinyMethod(Method):
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, ctx.protocol.epochs)
         accuracy = 0.0
         for epoch in ctx.epochs(ctx.protocol.epochs, {"model": model, "optimizer": optimizer, "scheduler": scheduler}):
-            if epoch == self.interrupt_at_epoch:
+            if (ctx.phase, epoch) == self.interrupt_at:
                 raise KeyboardInterrupt
             order = torch.randperm(len(labels), generator=ctx.generator)
             total = torch.zeros(())

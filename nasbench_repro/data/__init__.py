@@ -71,7 +71,3 @@ def resolve(request: DataRequest) -> DataSource:
         if target is None:
             raise UserError(f"dataset {request.dataset!r} is not implemented yet")
     return target(request)
-
-
-def default_data_root() -> Path:
-    return Path("data")

@@ -1,0 +1,28 @@
+"""DARTS: Differentiable Architecture Search (Liu, Simonyan & Yang, ICLR 2019).
+
+Relax the choice of operation on each edge to a softmax over all candidates, then solve
+the bilevel problem by alternating gradient steps (Algorithm 1):
+
+    1. update α by descending ∇α L_val(w − ξ ∇w L_train(w, α), α)
+       (`order = 1`: ξ = 0; `order = 2`: ξ = the weights' learning rate)
+    2. update w by descending ∇w L_train(w, α)
+    3. derive the cell: per node, the two strongest incoming edges, each with its strongest
+       operation other than `none`.
+
+Everything in that box is the shared bilevel loop; DARTS is its plainest instance.
+"""
+
+from __future__ import annotations
+
+from nasbench_repro.differentiable import DifferentiableMethod
+from nasbench_repro.errors import UserError
+
+
+class DARTS(DifferentiableMethod):
+    name = "darts"
+
+    def variant(self, protocol) -> str:
+        order = protocol.phase("search").order
+        if order not in (1, 2):
+            raise UserError(f"darts: order must be 1 (first order) or 2 (second order), not {order}")
+        return "1st order" if order == 1 else "2nd order"

@@ -1,0 +1,189 @@
+"""The search supernet shared by every differentiable method of the DARTS CNN space.
+
+The network never owns architecture parameters. Each step the method turns its own
+parameters into `ArchWeights` (softmax for DARTS, a Gumbel hard sample for GDAS, a proximal
+binary choice for NASP, softmax plus edge normalization for PC-DARTS) and passes them to
+`SearchNetwork.forward`; the cells only apply them. What runs on an edge is chosen by
+`edge_factory` (`MixedOp`, or `functools.partial(PartialChannelMixedOp, k=4)` for PC-DARTS).
+
+Structure as in quark0/darts cnn/model_search.py and yuhuixu1993/PC-DARTS model_search.py:
+search ops use BN without affine parameters, pools get a BN of their own, the stem is a 3x3
+conv with BN, and a cell outputs the concatenation of its last `multiplier` nodes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from nasbench_repro.genotypes import cell_edge_count, edge_primitives
+from nasbench_repro.networks import reduction_layers
+from nasbench_repro.ops import DARTS_PRIMITIVES, FactorizedReduce, ReLUConvBN, is_pool, make_op
+
+Primitives = Sequence[str] | Sequence[Sequence[str]]
+EdgeFactory = Callable[[int, int, Sequence[str]], nn.Module]
+
+
+@dataclass
+class ArchWeights:
+    """What the method computes from its architecture parameters each step, per cell type.
+
+    - `normal` / `reduce`: op weights, [num_edges, num_ops] (or one 1-D tensor per edge);
+    - `normal_edges` / `reduce_edges`: per-edge scales [num_edges] multiplying each edge's
+      output (PC-DARTS edge normalization); None means 1;
+    - `normal_selected` / `reduce_selected`: for hard-sampling rules (GDAS, NASP), the op to run
+      on each edge as Python ints. Only that op is computed, as `weights[i] * op_i(x)`, so a
+      straight-through weight still carries the gradient. Picking which module runs needs the
+      index on the host: fetch all edges' indices with one `.tolist()` per step rather than one
+      `.item()` per edge.
+    """
+
+    normal: torch.Tensor | Sequence[torch.Tensor]
+    reduce: torch.Tensor | Sequence[torch.Tensor]
+    normal_edges: torch.Tensor | None = None
+    reduce_edges: torch.Tensor | None = None
+    normal_selected: Sequence[int] | None = None
+    reduce_selected: Sequence[int] | None = None
+
+    def for_cell(self, reduction: bool) -> tuple:
+        """(op weights, edge scales, selected ops) for a normal or a reduction cell."""
+        if reduction:
+            return self.reduce, self.reduce_edges, self.reduce_selected
+        return self.normal, self.normal_edges, self.normal_selected
+
+
+def make_search_op(name: str, C: int, stride: int) -> nn.Module:
+    """A candidate op as the supernet runs it: BN without affine, and a BN after pools."""
+    op = make_op(name, C, stride, affine=False)
+    if is_pool(name):
+        op = nn.Sequential(op, nn.BatchNorm2d(C, affine=False))
+    return op
+
+
+class MixedOp(nn.Module):
+    """One edge: the weighted sum of every candidate op, or only the selected one."""
+
+    def __init__(self, C: int, stride: int, primitives: Sequence[str]):
+        super().__init__()
+        self.primitives = tuple(primitives)
+        self.ops = nn.ModuleList(make_search_op(name, C, stride) for name in self.primitives)
+
+    def forward(self, x: torch.Tensor, weights: torch.Tensor, selected: int | None = None) -> torch.Tensor:
+        if len(weights) != len(self.ops):
+            raise ValueError(f"{len(weights)} weights for {len(self.ops)} ops ({', '.join(self.primitives)})")
+        if selected is not None:
+            return weights[selected] * self.ops[selected](x)
+        return sum(weight * op(x) for weight, op in zip(weights, self.ops, strict=True))
+
+
+def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """Interleave `groups` equal channel blocks (channel g*n + i moves to i*groups + g)."""
+    batch, channels, height, width = x.shape
+    grouped = x.view(batch, groups, channels // groups, height, width)
+    return grouped.transpose(1, 2).reshape(batch, channels, height, width)
+
+
+class PartialChannelMixedOp(nn.Module):
+    """PC-DARTS' edge: only the first C/k channels go through the mixed op; the others bypass
+    it (max-pooled 2x2 on a stride-2 edge) and a k-group channel shuffle mixes the two, so
+    other channels are sampled at the next edge. With k=1 it computes what `MixedOp` does."""
+
+    def __init__(self, C: int, stride: int, primitives: Sequence[str], k: int = 4):
+        super().__init__()
+        if k < 1 or C % k:
+            raise ValueError(f"partial channels need k >= 1 dividing C; got C={C}, k={k}")
+        self.k = k
+        self.sampled_channels = C // k
+        self.mixed = MixedOp(self.sampled_channels, stride, primitives)
+        # ceil_mode keeps the bypass the same size as the strided ops on odd inputs; on even ones it changes nothing
+        self.bypass_pool = nn.MaxPool2d(2, 2, ceil_mode=True) if stride == 2 else nn.Identity()
+
+    @property
+    def primitives(self) -> tuple[str, ...]:
+        return self.mixed.primitives
+
+    def forward(self, x: torch.Tensor, weights: torch.Tensor, selected: int | None = None) -> torch.Tensor:
+        mixed = self.mixed(x[:, : self.sampled_channels], weights, selected)
+        if self.k == 1:
+            return mixed
+        bypass = self.bypass_pool(x[:, self.sampled_channels:])
+        return channel_shuffle(torch.cat([mixed, bypass], dim=1), self.k)
+
+
+class SearchCell(nn.Module):
+    """Two inputs, `steps` intermediate nodes each summing one edge from every earlier node,
+    output the concatenation of the last `multiplier` nodes."""
+
+    def __init__(self, steps: int, multiplier: int, C_prev_prev: int, C_prev: int, C: int, reduction: bool,
+                 reduction_prev: bool, primitives: tuple[tuple[str, ...], ...], edge_factory: EdgeFactory = MixedOp):
+        super().__init__()
+        self.reduction = reduction
+        self.steps = steps
+        self.multiplier = multiplier
+        if reduction_prev:
+            self.preprocess0 = FactorizedReduce(C_prev_prev, C, affine=False)
+        else:
+            self.preprocess0 = ReLUConvBN(C_prev_prev, C, 1, 1, 0, affine=False)
+        self.preprocess1 = ReLUConvBN(C_prev, C, 1, 1, 0, affine=False)
+        self.edges = nn.ModuleList()
+        for node in range(steps):
+            for source in range(node + 2):
+                stride = 2 if reduction and source < 2 else 1
+                self.edges.append(edge_factory(C, stride, primitives[len(self.edges)]))
+
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights, edge_scales: torch.Tensor | None = None,
+                selected: Sequence[int] | None = None) -> torch.Tensor:
+        states = [self.preprocess0(s0), self.preprocess1(s1)]
+        edge = 0
+        for _ in range(self.steps):
+            terms = []
+            for state in states:
+                out = self.edges[edge](state, weights[edge], None if selected is None else selected[edge])
+                terms.append(out if edge_scales is None else edge_scales[edge] * out)
+                edge += 1
+            states.append(sum(terms))
+        return torch.cat(states[-self.multiplier:], dim=1)
+
+
+class SearchNetwork(nn.Module):
+    """The DARTS supernet: stem, `layers` search cells (reductions at 1/3 and 2/3), classifier.
+
+    `primitives` (and `reduce_primitives`, default the same; NASP searches different lists for
+    the two cell types) is a list of op names shared by every edge, or one list per edge
+    (P-DARTS after pruning). `edge_factory(C, stride, primitives)` builds each edge.
+    """
+
+    def __init__(self, C: int = 16, num_classes: int = 10, layers: int = 8, primitives: Primitives = DARTS_PRIMITIVES,
+                 edge_factory: EdgeFactory = MixedOp, steps: int = 4, multiplier: int = 4, stem_multiplier: int = 3,
+                 reduce_primitives: Primitives | None = None):
+        super().__init__()
+        self.steps = steps
+        self.multiplier = multiplier
+        self.num_edges = cell_edge_count(steps)
+        self.normal_primitives = edge_primitives(primitives, self.num_edges)
+        self.reduce_primitives = edge_primitives(reduce_primitives or primitives, self.num_edges)
+        C_curr = stem_multiplier * C
+        self.stem = nn.Sequential(nn.Conv2d(3, C_curr, 3, padding=1, bias=False), nn.BatchNorm2d(C_curr))
+        C_prev_prev, C_prev, C_curr = C_curr, C_curr, C
+        self.cells = nn.ModuleList()
+        reduction_prev = False
+        for layer in range(layers):
+            reduction = layer in reduction_layers(layers)
+            if reduction:
+                C_curr *= 2
+            primitives_here = self.reduce_primitives if reduction else self.normal_primitives
+            self.cells.append(SearchCell(steps, multiplier, C_prev_prev, C_prev, C_curr, reduction, reduction_prev,
+                                         primitives_here, edge_factory))
+            reduction_prev = reduction
+            C_prev_prev, C_prev = C_prev, multiplier * C_curr
+        self.global_pooling = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(C_prev, num_classes)
+
+    def forward(self, x: torch.Tensor, arch: ArchWeights) -> torch.Tensor:
+        s0 = s1 = self.stem(x)
+        for cell in self.cells:
+            s0, s1 = s1, cell(s0, s1, *arch.for_cell(cell.reduction))
+        return self.classifier(self.global_pooling(s1).flatten(1))

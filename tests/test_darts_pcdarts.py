@@ -1,0 +1,170 @@
+"""DARTS and PC-DARTS: the K=1 reduction to DARTS, partial-channel shapes, edge
+normalization in derivation, and per-seed determinism of a smoke search."""
+
+import functools
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from methods.darts import DARTS
+from methods.pcdarts import PCDARTS
+from nasbench_repro.budgets import get_budget
+from nasbench_repro.differentiable import ArchitectureParameters
+from nasbench_repro.networks.search import PartialChannelMixedOp, SearchNetwork
+from nasbench_repro.protocol import apply_overrides, load_protocol
+from nasbench_repro.records import read_record
+from nasbench_repro.runner import Paths, execute
+from nasbench_repro.spec import RunSpec
+
+TINY_SEARCH = {"init_channels": 4, "layers": 3, "batch_size": 4}
+
+
+def search_protocol(method: str, **overrides):
+    protocol = load_protocol(method, "cifar10")
+    apply_overrides(protocol, {**TINY_SEARCH, **overrides}, ["search"])
+    return protocol
+
+
+def no_autocast():
+    return torch.autocast("cpu", enabled=False)
+
+
+def run_steps(method, protocol, steps=3, seed=0, batch=4, size=16):
+    torch.manual_seed(seed)
+    search = method.build_search(protocol.phase("search"), 10, no_autocast)
+    data = torch.Generator().manual_seed(99)
+    for _ in range(steps):
+        train = (torch.randn(batch, 3, size, size, generator=data), torch.randint(0, 10, (batch,), generator=data))
+        valid = (torch.randn(batch, 3, size, size, generator=data), torch.randint(0, 10, (batch,), generator=data))
+        search.step(train, valid, update_arch=True)
+    return search
+
+
+@pytest.fixture
+def float64():
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(torch.float32)
+
+
+def test_pcdarts_with_k1_and_no_edge_normalization_is_first_order_darts(float64):
+    """Same hyperparameters, same seed: the same weights and α as DARTS (order 1) after several
+    steps. The extra slice in the PC edge only reorders float additions in backward, hence
+    float64 and a tolerance far below any algorithmic difference."""
+    shared = {"lr": 0.025, "lr_min": 0.001, "arch_lr": 3e-4}
+    darts = run_steps(DARTS(), search_protocol("darts", order=1, **shared))
+    pcdarts = run_steps(PCDARTS(), search_protocol("pcdarts", k=1, edge_normalization=False, **shared))
+    darts_weights = dict(darts.supernet.named_parameters())
+    pc_weights = {name.replace(".mixed.", "."): value for name, value in pcdarts.supernet.named_parameters()}
+    assert darts_weights.keys() == pc_weights.keys()
+    for name, value in darts_weights.items():
+        torch.testing.assert_close(value, pc_weights[name], rtol=0, atol=1e-10, msg=name)
+    torch.testing.assert_close(darts.arch.normal, pcdarts.arch.normal, rtol=0, atol=1e-10)
+    torch.testing.assert_close(darts.arch.reduce, pcdarts.arch.reduce, rtol=0, atol=1e-10)
+    assert pcdarts.arch.normal_edges is None
+    assert not torch.allclose(darts.arch.normal, torch.zeros_like(darts.arch.normal), atol=1e-4)  # α did move
+
+
+def test_second_order_darts_moves_alpha_differently_from_first_order():
+    first = run_steps(DARTS(), search_protocol("darts", order=1), steps=2)
+    second = run_steps(DARTS(), search_protocol("darts", order=2), steps=2)
+    assert not torch.allclose(first.arch.normal, second.arch.normal)
+
+
+@settings(max_examples=25, deadline=None)
+@given(k=st.sampled_from([1, 2, 4, 8]), groups_of_c=st.integers(1, 3), stride=st.sampled_from([1, 2]),
+       size=st.sampled_from([4, 6, 8]), batch=st.integers(1, 3))
+def test_partial_channel_edge_shapes(k, groups_of_c, stride, size, batch):
+    channels = 16 * groups_of_c  # a stride-2 edge needs an even channel count after the 1/K split
+    edge = PartialChannelMixedOp(channels, stride, ("none", "skip_connect", "sep_conv_3x3", "max_pool_3x3"), k=k)
+    assert edge.sampled_channels == channels // k
+    out = edge(torch.randn(batch, channels, size, size), torch.softmax(torch.randn(4), 0))
+    assert out.shape == (batch, channels, size // stride, size // stride)
+
+
+@pytest.mark.parametrize("k", [1, 2, 4, 8])
+def test_pcdarts_supernet_runs_for_every_k(k):
+    supernet = SearchNetwork(8, 10, 3, edge_factory=functools.partial(PartialChannelMixedOp, k=k))
+    arch = ArchitectureParameters(supernet.num_edges, 8, 1e-3, edge_normalization=True)
+    logits = supernet(torch.randn(2, 3, 16, 16), PCDARTS().weighting(arch))
+    logits.sum().backward()
+    assert logits.shape == (2, 10)
+    assert arch.normal_edges.grad is not None and arch.normal_edges.grad.abs().sum() > 0  # β is wired in
+
+
+def test_edge_normalization_changes_which_edges_are_derived():
+    """With equal op weights, β alone decides the edges; the derivation must follow it."""
+    arch = ArchitectureParameters(14, 8, 0.0, edge_normalization=True)
+    with torch.no_grad():
+        arch.normal[:, 4] = 1.0  # sep_conv_3x3 strongest everywhere, equally on every edge
+        arch.reduce[:, 5] = 1.0
+        arch.normal_edges.fill_(-5.0)
+        for edge in (0, 1, 2, 4, 5, 8, 9, 13):  # node 2: inputs 0,1; node 3: 0,2; node 4: 0,3; node 5: 0,4
+            arch.normal_edges[edge] = 5.0
+    genotype = PCDARTS().derive(arch)
+    assert [source for _, source in genotype.normal] == [0, 1, 0, 2, 0, 3, 0, 4]
+    assert {op for op, _ in genotype.normal} == {"sep_conv_3x3"}
+    without = DARTS().derive(ArchitectureParameters(14, 8, 0.0, edge_normalization=False))
+    assert [source for _, source in without.normal] != [0, 1, 0, 2, 0, 3, 0, 4]
+
+
+@pytest.mark.slow
+def test_smoke_search_is_deterministic_per_seed(tmp_path):
+    """The real pipeline (stand-in data on disk, runner, supernet, derivation) twice per seed."""
+    overrides = {"search.epochs": 2, "search.warmup_epochs": 1, "search.train_examples": 128, "search.batch_size": 16}
+
+    def search(seed):
+        spec = RunSpec(method="pcdarts", dataset="cifar10", phase="search", seed=seed, budget="smoke",
+                       overrides=overrides)
+        paths = Paths(tmp_path / "results", tmp_path / "runs", tmp_path / "data")
+        return read_record(execute(spec, paths, notify=lambda line: None).record_path)
+
+    first, again, other = search(0), search(0), search(1)
+    assert first["dataset"] == "synthetic-shapes"
+    assert first["curves"] == again["curves"] and first["genotype"] == again["genotype"]
+    assert first["curves"] != other["curves"]
+    assert [row["arch_updated"] for row in first["curves"]["search"]] == [False, True]
+
+
+def test_budgets_never_fork_the_protocol_keys():
+    protocol = load_protocol("pcdarts", "cifar10")
+    keys = {phase: set(entries) for phase, entries in protocol.phases.items()}
+    get_budget("smoke").apply(protocol)
+    assert {phase: set(entries) for phase, entries in protocol.phases.items()} == keys
+    assert protocol.phase("search").warmup_epochs < protocol.phase("search").epochs
+
+
+@pytest.mark.slow
+def test_smoke_reproduce_through_the_cli_labels_its_record(tmp_path, capsys):
+    """The main job's path end to end (search, then evaluation of the derived cell), shrunk."""
+    from nasbench_repro.cli import main
+
+    code = main(["run", "pcdarts", "--budget", "smoke", "--results-dir", str(tmp_path / "results"),
+                 "--runs-dir", str(tmp_path / "runs"), "--data-root", str(tmp_path / "data"),
+                 "--set", "search.train_examples=64", "--set", "evaluate.train_examples=64",
+                 "--set", "evaluate.test_examples=64", "--set", "search.epochs=2", "--set", "evaluate.epochs=1"])
+    assert code == 0
+    record = read_record(Path(capsys.readouterr().out.strip()))
+    labels = (record["budget"], record["dataset"], record["environment"]["device"])
+    assert labels == ("smoke", "synthetic-shapes", "cpu")
+    assert record["variant"] == "K=4, EN" and record["status"] == "complete"
+    assert {"test_error_pct", "test_error_best_epoch_pct", "params_millions", "madds_millions",
+            "search_valid_acc"} <= set(record["metrics"])
+    assert record["metrics"]["test_examples"] == 64
+    assert len(record["genotype"]["normal"]) == 8 and set(record["cost"]) == {"search", "evaluate"}
+
+
+def test_profile_reports_time_and_memory_as_json(capsys):
+    from nasbench_repro.cli import main
+
+    code = main(["profile", "pcdarts", "--batch-size", "4", "--steps", "1", "--set", "init_channels=4",
+                 "--set", "layers=3", "--json"])
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["batch_size"] == 4 and report["variant"] == "K=4, EN"
+    assert report["step_seconds_median"] > 0 and report["saved_activation_bytes"] > 0
+    assert report["peak_memory_bytes"] > 0

@@ -1,0 +1,61 @@
+"""Evaluation networks: auxiliary logits only in training, drop path only in training and
+never on identity edges, the ImageNet stems, and a clear error for a missing reduction cell."""
+
+import pytest
+import torch
+from torch import nn
+
+from nasbench_repro.errors import UserError
+from nasbench_repro.genotypes import get_published
+from nasbench_repro.networks.evaluation import Cell, NetworkCIFAR, NetworkImageNet
+
+DARTS_V2 = get_published("DARTS_V2").genotype
+
+
+def test_cifar_network_returns_auxiliary_logits_only_in_training():
+    network = NetworkCIFAR(C=4, num_classes=10, layers=5, auxiliary=True, genotype=DARTS_V2)
+    network.drop_path_prob = 0.2
+    logits, auxiliary = network(torch.randn(2, 3, 32, 32))
+    assert logits.shape == (2, 10) and auxiliary.shape == (2, 10)
+    (logits.sum() + auxiliary.sum()).backward()
+    network.eval()
+    logits, auxiliary = network(torch.randn(2, 3, 32, 32))
+    assert logits.shape == (2, 10) and auxiliary is None
+    assert NetworkCIFAR(4, 10, 5, False, DARTS_V2)(torch.randn(2, 3, 32, 32))[1] is None
+    assert [cell.reduction for cell in network.cells] == [False, True, False, True, False]
+
+
+def test_drop_path_only_in_training_and_never_on_identity():
+    cell = Cell(DARTS_V2.normal, DARTS_V2.normal_concat, 8, 8, 4, reduction=False, reduction_prev=False)
+    identities = [isinstance(op, nn.Identity) for op in cell.ops]
+    assert identities == [False] * 5 + [True, True, False]
+    s0, s1 = torch.randn(4, 8, 6, 6), torch.randn(4, 8, 6, 6)
+    cell.eval()
+    assert torch.equal(cell(s0, s1, 0.9), cell(s0, s1, 0.0))
+    cell.train()
+    torch.manual_seed(0)
+    with_drop = cell(s0, s1, 0.999)
+    # node 4 = sep_conv_3x3(s1) + skip(s0): with every droppable path dropped only the identity survives
+    states = [cell.preprocess0(s0), cell.preprocess1(s1)]
+    assert torch.allclose(with_drop[:, 8:12], states[0])
+
+
+def test_imagenet_network_stems_and_shapes():
+    network = NetworkImageNet(C=8, num_classes=5, layers=3, auxiliary=True, genotype=DARTS_V2)
+    stem = network.stem1(network.stem0(torch.randn(1, 3, 224, 224)))
+    assert stem.shape == (1, 8, 28, 28)
+    logits, auxiliary = network(torch.randn(2, 3, 224, 224))
+    assert logits.shape == (2, 5) and auxiliary.shape == (2, 5)
+    network.eval()
+    assert network(torch.randn(1, 3, 224, 224))[1] is None
+
+
+def test_a_genotype_without_reduction_cell_is_a_clear_error():
+    with pytest.raises(UserError, match="no reduction cell"):
+        NetworkCIFAR(genotype=get_published("GDAS_F1").genotype)
+
+
+def test_cells_with_five_nodes_and_partial_concat_build():
+    for name in ("NASNet", "AmoebaNet"):
+        network = NetworkCIFAR(4, 10, 5, True, get_published(name).genotype).eval()
+        assert network(torch.randn(1, 3, 32, 32))[0].shape == (1, 10)
