@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,7 +82,9 @@ class Context:
         with progress.bar(total=total, initial=start, desc=f"{self.spec.method} {self.phase}", unit="epoch") as bar:
             for epoch in range(start, total):
                 self.epoch = epoch
+                began = time.perf_counter()
                 yield epoch
+                self.meter.epoch_seconds.append(time.perf_counter() - began)
                 self._save(epoch, state)
                 bar.update(1)
                 if self.curves and self.curves[-1].get("epoch") == epoch:
@@ -103,6 +106,7 @@ class Context:
             "rng": rng_state(self.generator),
             "curves": self.curves,
             "elapsed_seconds": self.meter.elapsed_seconds(),
+            "epoch_seconds": self.meter.epoch_seconds,
             "peaks": self.meter.peaks(),
         }
         write_with(self.checkpoint_path, lambda handle: torch.save(payload, handle))
@@ -118,7 +122,7 @@ class Context:
             _load_state(obj, payload["state"][name])
         restore_rng_state(payload["rng"], self.generator)
         self.curves[:] = payload["curves"]
-        self.meter.carry(payload["elapsed_seconds"], payload["peaks"])
+        self.meter.carry(payload["elapsed_seconds"], payload["peaks"], payload["epoch_seconds"])
         self.resumed_from_epoch = payload["epoch"] + 1
         return payload["epoch"] + 1
 

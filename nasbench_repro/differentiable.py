@@ -192,18 +192,17 @@ class DifferentiableMethod(Method):
 
     # --- the shared algorithm ----------------------------------------------------------------------------
 
-    def build_search(self, protocol, num_classes: int, autocast: Callable) -> BilevelSearch:
+    def build_search(self, protocol, num_classes: int, autocast: Callable,
+                     device: torch.device = torch.device("cpu")) -> BilevelSearch:
         supernet = SearchNetwork(protocol.init_channels, num_classes, protocol.layers, self.primitives,
                                  edge_factory=self.edge_factory(protocol))
         arch = ArchitectureParameters(supernet.num_edges, len(self.primitives), protocol.arch_init_std,
                                       self.edge_normalization(protocol))
-        return BilevelSearch(supernet, arch, self.weighting, protocol, autocast)
+        return BilevelSearch(supernet.to(device), arch.to(device), self.weighting, protocol, autocast)
 
     def search(self, ctx: Context) -> PhaseResult:
         protocol, device = ctx.protocol, ctx.device
-        search = self.build_search(protocol, ctx.data.num_classes, ctx.autocast)
-        search.supernet.to(device)
-        search.arch.to(device)
+        search = self.build_search(protocol, ctx.data.num_classes, ctx.autocast, device)
         weight_batches, arch_batches = ctx.data.search_batches(protocol.train_examples, protocol.train_portion,
                                                                protocol.batch_size)
         for epoch in ctx.epochs(protocol.epochs, search.state()):

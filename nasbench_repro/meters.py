@@ -114,6 +114,7 @@ class PhaseMeter:
     device_count: int = 1
     carried_seconds: float = 0.0
     carried_peaks: dict = field(default_factory=dict)
+    epoch_seconds: list[float] = field(default_factory=list)  # wall time of each completed epoch
     saved_tensors: SavedTensorMeter = field(default_factory=SavedTensorMeter)
     _start: float = 0.0
     _stopped_at: float | None = None
@@ -138,10 +139,11 @@ class PhaseMeter:
         assert self._stack is not None
         self._stack.close()
 
-    def carry(self, seconds: float, peaks: dict) -> None:
+    def carry(self, seconds: float, peaks: dict, epoch_seconds: list[float]) -> None:
         """Continue a resumed phase: time and peaks measured before the interruption still count."""
         self.carried_seconds = seconds
         self.carried_peaks = dict(peaks)
+        self.epoch_seconds = list(epoch_seconds)
 
     def elapsed_seconds(self) -> float:
         end = self._stopped_at if self._stopped_at is not None else time.perf_counter()
@@ -163,6 +165,7 @@ class PhaseMeter:
             "wall_seconds": seconds,
             "device_count": self.device_count,
             "gpu_days": gpu_days(seconds, self.device_count),
+            "epoch_seconds": self.epoch_seconds,
             "peak_memory": {**self.peaks(), "rss_peak_is_per_phase": self._rss_reset},
         }
 

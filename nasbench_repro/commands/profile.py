@@ -86,9 +86,7 @@ def profile_search_step(method: DifferentiableMethod, protocol, device: torch.de
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return torch.autocast(device.type, enabled=False)
 
-    search = method.build_search(search_protocol, classes, autocast)
-    search.supernet.to(device)
-    search.arch.to(device)
+    search = method.build_search(search_protocol, classes, autocast, device)
 
     def synthetic_batch():
         images = torch.randn(batch, *shape, device=device, generator=generator)
