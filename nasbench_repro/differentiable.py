@@ -22,7 +22,7 @@ from torch.func import functional_call
 from nasbench_repro.context import Context
 from nasbench_repro.genotypes import Genotype, derive_genotype
 from nasbench_repro.method import Method, PhaseResult
-from nasbench_repro.networks.search import ArchWeights, MixedOp, SearchNetwork
+from nasbench_repro.networks.search import ArchWeights, MixedOp, SearchNetwork, stem_for
 from nasbench_repro.ops import DARTS_PRIMITIVES
 from nasbench_repro.training import RunningClassification, evaluate_classifier, lr_schedule
 
@@ -105,7 +105,8 @@ class BilevelSearch:
                                            weight_decay=protocol.weight_decay)
         self.a_optimizer = torch.optim.Adam(arch.parameters(), lr=protocol.arch_lr, betas=tuple(protocol.arch_betas),
                                             weight_decay=protocol.arch_weight_decay)
-        self.scheduler = lr_schedule(self.w_optimizer, "cosine", protocol.epochs, lr_min=protocol.lr_min)
+        self.scheduler = lr_schedule(self.w_optimizer, "cosine", protocol.epochs, lr_min=protocol.lr_min,
+                                     warmup_epochs=protocol.get("lr_warmup_epochs", 0))
 
     def state(self) -> dict[str, Any]:
         """Everything a checkpoint must hold to continue the search exactly."""
@@ -192,19 +193,22 @@ class DifferentiableMethod(Method):
 
     # --- the shared algorithm ----------------------------------------------------------------------------
 
-    def build_search(self, protocol, num_classes: int, autocast: Callable,
-                     device: torch.device = torch.device("cpu")) -> BilevelSearch:
+    def build_search(self, protocol, num_classes: int, input_shape: tuple[int, ...], autocast: Callable,
+                     device: torch.device | str = "cpu") -> BilevelSearch:
         supernet = SearchNetwork(protocol.init_channels, num_classes, protocol.layers, self.primitives,
-                                 edge_factory=self.edge_factory(protocol))
+                                 edge_factory=self.edge_factory(protocol), stem=stem_for(input_shape))
         arch = ArchitectureParameters(supernet.num_edges, len(self.primitives), protocol.arch_init_std,
                                       self.edge_normalization(protocol))
         return BilevelSearch(supernet.to(device), arch.to(device), self.weighting, protocol, autocast)
 
     def search(self, ctx: Context) -> PhaseResult:
         protocol, device = ctx.protocol, ctx.device
-        search = self.build_search(protocol, ctx.data.num_classes, ctx.autocast, device)
-        weight_batches, arch_batches = ctx.data.search_batches(protocol.train_examples, protocol.train_portion,
-                                                               protocol.batch_size)
+        search = self.build_search(protocol, ctx.data.num_classes, ctx.data.input_shape, ctx.autocast, device)
+        # CIFAR splits the first train_examples by train_portion; ImageNet samples per-class fractions
+        fractions = {key: protocol[key] for key in ("train_fraction", "valid_fraction") if key in protocol}
+        weight_batches, arch_batches = ctx.data.search_batches(protocol.get("train_examples"),
+                                                               protocol.get("train_portion"), protocol.batch_size,
+                                                               **fractions)
         for epoch in ctx.epochs(protocol.epochs, search.state()):
             update_arch = epoch >= protocol.warmup_epochs
             lr = search.w_optimizer.param_groups[0]["lr"]

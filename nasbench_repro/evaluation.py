@@ -35,7 +35,7 @@ def train_from_scratch(genotype: Any, ctx: Context) -> PhaseResult:
     optimizer = torch.optim.SGD(network.parameters(), lr=protocol.lr, momentum=protocol.momentum,
                                 weight_decay=protocol.weight_decay)
     scheduler = lr_schedule(optimizer, protocol.lr_schedule, protocol.epochs, lr_min=protocol.lr_min,
-                            gamma=protocol.get("lr_gamma", 0.97), warmup_epochs=protocol.get("warmup_epochs", 0))
+                            gamma=protocol.get("lr_gamma", 0.97), warmup_epochs=protocol.get("lr_warmup_epochs", 0))
     # Keys a protocol may leave out because its paper does not use them: no smoothing, no warm-up.
     criterion = nn.CrossEntropyLoss(label_smoothing=protocol.get("label_smoothing", 0.0))
     train_batches = data.train_batches(protocol.train_examples, protocol.batch_size, protocol.cutout_length)

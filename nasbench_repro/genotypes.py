@@ -115,8 +115,19 @@ def _concat_string(nodes: tuple[int, ...]) -> str:
     return str(list(nodes))
 
 
+class _JSONRoundTrip:
+    """`to_json`/`from_json` through the class's own `to_dict`/`from_dict`."""
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
+
+    @classmethod
+    def from_json(cls, text: str):
+        return cls.from_dict(_load_json(text))
+
+
 @dataclass(frozen=True, repr=False)
-class Genotype:
+class Genotype(_JSONRoundTrip):
     """A CNN cell pair. `reduce` is None for genotypes whose reduction cell is hand-designed
     (GDAS FRC); their `reduce_concat` is kept as published."""
 
@@ -152,13 +163,6 @@ class Genotype:
         _check_keys(data, CNN_FIELDS, optional=("reduce",))
         return cls(data["normal"], data["normal_concat"], data.get("reduce"), data["reduce_concat"])
 
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict())
-
-    @classmethod
-    def from_json(cls, text: str) -> Genotype:
-        return cls.from_dict(_load_json(text))
-
     def to_official_string(self) -> str:
         """The form the DARTS-family repositories print, e.g. `Genotype(normal=[('sep_conv_3x3', 0), ...], ...)`."""
         reduce = "None" if self.reduce is None else _listed(self.reduce)
@@ -185,7 +189,7 @@ class Genotype:
 
 
 @dataclass(frozen=True, repr=False)
-class RecurrentGenotype:
+class RecurrentGenotype(_JSONRoundTrip):
     """A DARTS recurrent cell: `(activation, predecessor)` for nodes 1..N; `concat` are the
     nodes averaged into h_t."""
 
@@ -215,13 +219,6 @@ class RecurrentGenotype:
     def from_dict(cls, data: Mapping[str, Any]) -> RecurrentGenotype:
         _check_keys(data, RNN_FIELDS)
         return cls(data["recurrent"], data["concat"])
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict())
-
-    @classmethod
-    def from_json(cls, text: str) -> RecurrentGenotype:
-        return cls.from_dict(_load_json(text))
 
     def to_official_string(self) -> str:
         return f"Genotype(recurrent={_listed(self.recurrent)}, concat={_concat_string(self.concat)})"

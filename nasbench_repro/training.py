@@ -55,18 +55,21 @@ def lr_schedule(optimizer: torch.optim.Optimizer, schedule: str, epochs: int, *,
                 gamma: float = 0.97, warmup_epochs: int = 0) -> torch.optim.lr_scheduler.LRScheduler:
     """Per-epoch schedules the papers use: `cosine` (to lr_min; DARTS, PC-DARTS CIFAR),
     `exponential` (×gamma each epoch; DARTS ImageNet), `linear` (to zero; PC-DARTS and
-    P-DARTS ImageNet). `warmup_epochs` ramps linearly up to the base rate first."""
+    P-DARTS ImageNet). During the first `warmup_epochs` the scheduled rate is scaled by
+    (epoch + 1) / warmup_epochs, as PC-DARTS does for its large ImageNet batches."""
     base = optimizer.param_groups[0]["lr"]
+    if schedule not in ("cosine", "exponential", "linear"):
+        raise UserError(f"unknown learning-rate schedule {schedule!r}; use cosine, exponential or linear")
 
-    def factor(epoch: int) -> float:
-        if epoch < warmup_epochs:
-            return (epoch + 1) / (warmup_epochs + 1)
+    def scheduled(epoch: int) -> float:
         if schedule == "cosine":
             return (lr_min + (base - lr_min) * (1 + math.cos(math.pi * epoch / epochs)) / 2) / base
         if schedule == "exponential":
             return gamma**epoch
-        if schedule == "linear":
-            return 1 - epoch / epochs
-        raise UserError(f"unknown learning-rate schedule {schedule!r}; use cosine, exponential or linear")
+        return 1 - epoch / epochs
+
+    def factor(epoch: int) -> float:
+        warmup = (epoch + 1) / warmup_epochs if epoch < warmup_epochs else 1.0
+        return scheduled(epoch) * warmup
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

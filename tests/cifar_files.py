@@ -50,21 +50,19 @@ class Py2Pickle:
         self.buffer += b"c" + f"{module}\n{name}\n".encode()
         self._memoise()
 
-    def string_list(self, items: list[bytes]) -> None:
+    def _list(self, items: list, write_item) -> None:
         self.buffer += b"]"
         self._memoise()
         self.buffer += b"("
         for item in items:
-            self.string(item)
+            write_item(item)
         self.buffer += b"e"
 
+    def string_list(self, items: list[bytes]) -> None:
+        self._list(items, self.string)
+
     def int_list(self, items: list[int]) -> None:
-        self.buffer += b"]"
-        self._memoise()
-        self.buffer += b"("
-        for item in items:
-            self.integer(item)
-        self.buffer += b"e"
+        self._list(items, self.integer)
 
     def uint8_matrix(self, matrix: np.ndarray) -> None:
         """numpy 1.x's array pickle: _reconstruct(ndarray, (0,), 'b'), then BUILD (1, shape, dtype, False, bytes)."""

@@ -97,3 +97,14 @@ def test_failed_run_exits_1_with_reason(tiny, capsys):
     code, out, err = cli(capsys, *run_args(tiny, "--phase", "search"))
     assert code == 1
     assert "run failed: train loss is nan" in err
+
+
+def test_third_party_methods_plug_in_through_entry_points(monkeypatch):
+    """A package declaring `[project.entry-points."nasbench_repro.methods"]` is found without editing us."""
+    from importlib.metadata import EntryPoint
+
+    plugin = EntryPoint(name="my-method", value="tiny_method:TinyMethod", group=catalog.ENTRY_POINT_GROUP)
+    monkeypatch.setattr(catalog, "entry_points", lambda group: [plugin] if group == catalog.ENTRY_POINT_GROUP else [])
+    assert "my-method" in catalog.method_names()
+    assert catalog.get_method("my-method") is tiny_method.TinyMethod
+    assert catalog.is_implemented("my-method")

@@ -59,7 +59,7 @@ def test_aggregation_does_not_depend_on_record_order(fields_list, shuffler):
     shuffler.shuffle(shuffled)
     first, second = aggregate(records, CLAIMS), aggregate(shuffled, CLAIMS)
     assert first == second
-    assert build_sections(first, CLAIMS, []) == build_sections(second, CLAIMS, [])
+    assert build_sections(first, CLAIMS, [], records) == build_sections(second, CLAIMS, [], shuffled)
 
 
 @settings(max_examples=60, deadline=None)
@@ -193,7 +193,7 @@ def test_record_order_on_disk_does_not_change_the_markdown(tmp_path):
     outputs = []
     for attempt in range(2):
         random.Random(attempt).shuffle(records)
-        outputs.append(build_sections(aggregate(records, CLAIMS), CLAIMS, []))
+        outputs.append(build_sections(aggregate(records, CLAIMS), CLAIMS, [], records))
     assert outputs[0] == outputs[1]
 
 

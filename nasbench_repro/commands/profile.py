@@ -75,6 +75,16 @@ def handle(args: argparse.Namespace) -> int:
     return 0
 
 
+def saved_activation_bytes(search, images: torch.Tensor, autocast) -> int:
+    """Bytes autograd saves in one forward pass that trains α (weights and α both need gradients:
+    the most memory-hungry pass of a search step)."""
+    search.supernet.train()
+    meter = SavedTensorMeter()
+    with meter.track(), autocast():
+        search.supernet(images, search.weighting(search.arch))
+    return meter.peak
+
+
 def profile_search_step(method: DifferentiableMethod, protocol, device: torch.device, generator: torch.Generator,
                         steps: int, dataset: str, precision: str) -> dict:
     search_protocol = protocol.phase("search")
@@ -86,7 +96,7 @@ def profile_search_step(method: DifferentiableMethod, protocol, device: torch.de
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return torch.autocast(device.type, enabled=False)
 
-    search = method.build_search(search_protocol, classes, autocast, device)
+    search = method.build_search(search_protocol, classes, shape, autocast, device)
 
     def synthetic_batch():
         images = torch.randn(batch, *shape, device=device, generator=generator)
@@ -94,12 +104,7 @@ def profile_search_step(method: DifferentiableMethod, protocol, device: torch.de
         return images, labels
 
     train, valid = synthetic_batch(), synthetic_batch()
-    search.supernet.train()
-    meter = SavedTensorMeter()
-    with meter.track(), autocast():
-        logits = search.supernet(train[0], search.weighting(search.arch))
-    saved_bytes = meter.peak
-    del logits
+    saved_bytes = saved_activation_bytes(search, train[0], autocast)
 
     def synchronize():
         if device.type == "cuda":

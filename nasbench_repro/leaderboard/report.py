@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import html
+import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from nasbench_repro.budgets import BUDGETS
 from nasbench_repro.leaderboard.aggregate import Leaderboard, Row, aggregate, primary_metric
 from nasbench_repro.leaderboard.claims import Claims, load_claims
 from nasbench_repro.leaderboard.plots import Plot, all_plots
+from nasbench_repro.meters import SECONDS_PER_DAY
 from nasbench_repro.records import load_records
 
 MARKDOWN_FILE = "leaderboard.md"
@@ -124,6 +126,33 @@ def leaderboard_table(rows: list[Row], dataset: str) -> Table:
     return Table(headers, table_rows)
 
 
+def partial_runs_table(records: list[dict]) -> Table:
+    """Interrupted and failed runs: never averaged in, but what they measured of the cost still counts.
+
+    The projection multiplies the median completed epoch by the protocol's epochs; epochs that
+    update the architecture (after a warm-up) can be slower than the ones completed.
+    """
+    rows = []
+    for record in sorted(records, key=lambda record: record["run_id"]):
+        if record["status"] == "complete":
+            continue
+        for phase, phase_cost in sorted(record["cost"].items()):
+            epoch_seconds = phase_cost.get("epoch_seconds") or []
+            planned = record["protocol"]["values"].get(phase, {}).get("epochs")
+            median = statistics.median(epoch_seconds) if epoch_seconds else None
+            devices = phase_cost.get("device_count") or 1
+            projected = median * planned * devices / SECONDS_PER_DAY if median and planned else None
+            peak = (phase_cost.get("peak_memory") or {}).get("cuda_max_allocated_bytes")
+            rows.append([record["run_id"], record["spec"]["method"], record["variant"], record["dataset"],
+                         record["budget"], phase, record["status"], f"{len(epoch_seconds)} of {planned or BLANK}",
+                         number(median, 1), cost(phase_cost.get("gpu_days")), cost(projected),
+                         BLANK if peak is None else f"{peak / 1e9:.2f}",
+                         record["environment"].get("device_name") or BLANK, record.get("reason") or BLANK])
+    return Table(["run", "method", "variant", "data", "budget", "phase", "status", "epochs done",
+                  "median s/epoch", "GPU-d spent", "GPU-d projected (all epochs)", "peak CUDA GB", "device",
+                  "reason"], rows)
+
+
 def variant_status(rows: list[Row]) -> str:
     """How far one variant has got: its verdicts, else which budgets have run."""
     verdicts = [f"{row.verdict.label} (n={row.n_seeds})" for row in rows if row.verdict.label]
@@ -164,16 +193,21 @@ def claims_table(claims: Claims) -> Table:
                   "headline", "source", "notes"], rows)
 
 
-def build_sections(board: Leaderboard, claims: Claims, plots: list[Plot]) -> list[Section]:
+def build_sections(board: Leaderboard, claims: Claims, plots: list[Plot], records: list[dict]) -> list[Section]:
     complete = len(board.measured_runs)
     newest = board.newest_started_utc or "never (no records)"
-    summary = (f"Built by `nasbench leaderboard` from {board.record_count} run record(s); {complete} are the newest "
-               f"complete record of their seed. Newest record started {newest}.")
+    summary = (f"Built by `nasbench leaderboard` from {board.record_count} run record(s), of which {complete} "
+               f"counted (the newest complete record of each seed). Newest record started {newest}.")
     sections = [Section("NAS reproduction leaderboard", [summary, RULES, COST_NOTE]),
                 Section("Coverage: mission methods × datasets", [], coverage_table(board))]
     for dataset in board.datasets:
         title = catalog.MISSION_DATASETS.get(dataset, f"{dataset} (not a mission dataset)")
         sections.append(Section(f"{dataset}: {title}", [], leaderboard_table(board.for_dataset(dataset), dataset)))
+    sections.append(Section("Interrupted and failed runs", [
+        "Not averaged into any row above. What they measured of the cost is kept: time per completed epoch and, "
+        "at that pace, the cost of the whole phase. Epochs that update the architecture (after a warm-up) can be "
+        "slower than the completed ones, so a projection from warm-up epochs is a lower bound."],
+        partial_runs_table(records)))
     sections.append(Section("Plots", [], None, plots))
     sections.append(Section("Paper claims registry", [
         "Every published number the leaderboard compares against, with how it was obtained and where it was read. "
@@ -243,9 +277,10 @@ def _write_text(path: Path, text: str) -> None:
 def write_reports(results_dir: Path | str, out_dir: Path | str) -> list[Path]:
     """Regenerate every report file from the records; returns the paths written."""
     claims = load_claims()
-    board = aggregate(load_records(results_dir), claims)
+    records = load_records(results_dir)
+    board = aggregate(records, claims)
     plots = all_plots(board, claims)
-    sections = build_sections(board, claims, plots)
+    sections = build_sections(board, claims, plots, records)
     out_dir = Path(out_dir)
     written = []
     for plot in plots:

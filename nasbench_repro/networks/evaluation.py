@@ -61,39 +61,22 @@ class Cell(nn.Module):
         return out
 
 
-class AuxiliaryHeadCIFAR(nn.Module):
-    """Auxiliary classifier on the 8x8 feature map after the cell at 2/3 depth."""
+class AuxiliaryHead(nn.Module):
+    """Auxiliary classifier on the feature map after the cell at 2/3 depth: ReLU, 5x5 average
+    pool down to 2x2, 1x1 conv to 128 channels, 2x2 conv to 768, linear. CIFAR pools its 8x8 map
+    with stride 3; ImageNet pools 7x7 with stride 2 and, as the official code, has no BN after
+    the 2x2 conv."""
 
-    def __init__(self, C: int, num_classes: int):
+    def __init__(self, C: int, num_classes: int, pool_stride: int, batchnorm_after_2x2: bool):
         super().__init__()
         self.features = nn.Sequential(
             nn.ReLU(),
-            nn.AvgPool2d(5, stride=3, padding=0, count_include_pad=False),  # 8x8 -> 2x2
+            nn.AvgPool2d(5, stride=pool_stride, padding=0, count_include_pad=False),
             nn.Conv2d(C, 128, 1, bias=False),
             nn.BatchNorm2d(128),
             nn.ReLU(),
             nn.Conv2d(128, 768, 2, bias=False),
-            nn.BatchNorm2d(768),
-            nn.ReLU(),
-        )
-        self.classifier = nn.Linear(768, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(x).flatten(1))
-
-
-class AuxiliaryHeadImageNet(nn.Module):
-    """Auxiliary classifier on the 7x7 feature map; the official code has no BN after the 2x2 conv."""
-
-    def __init__(self, C: int, num_classes: int):
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.ReLU(),
-            nn.AvgPool2d(5, stride=2, padding=0, count_include_pad=False),  # 7x7 -> 2x2
-            nn.Conv2d(C, 128, 1, bias=False),
-            nn.BatchNorm2d(128),
-            nn.ReLU(),
-            nn.Conv2d(128, 768, 2, bias=False),
+            *([nn.BatchNorm2d(768)] if batchnorm_after_2x2 else []),
             nn.ReLU(),
         )
         self.classifier = nn.Linear(768, num_classes)
@@ -162,7 +145,7 @@ class NetworkCIFAR(_EvaluationNetwork):
         self.stem = nn.Sequential(nn.Conv2d(3, C_stem, 3, padding=1, bias=False), nn.BatchNorm2d(C_stem))
         self.cells, C_auxiliary, C_final = _cells(genotype, layers, C, C_stem, reduction_prev=False)
         if auxiliary:
-            self.auxiliary_head = AuxiliaryHeadCIFAR(C_auxiliary, num_classes)
+            self.auxiliary_head = AuxiliaryHead(C_auxiliary, num_classes, pool_stride=3, batchnorm_after_2x2=True)
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(C_final, num_classes)
 
@@ -194,7 +177,7 @@ class NetworkImageNet(_EvaluationNetwork):
         )
         self.cells, C_auxiliary, C_final = _cells(genotype, layers, C, C, reduction_prev=True)
         if auxiliary:
-            self.auxiliary_head = AuxiliaryHeadImageNet(C_auxiliary, num_classes)
+            self.auxiliary_head = AuxiliaryHead(C_auxiliary, num_classes, pool_stride=2, batchnorm_after_2x2=False)
         self.global_pooling = nn.AdaptiveAvgPool2d(1)  # the official AvgPool2d(7) on the 7x7 map at 224x224
         self.classifier = nn.Linear(C_final, num_classes)
 

@@ -148,8 +148,16 @@ class SearchCell(nn.Module):
         return torch.cat(states[-self.multiplier:], dim=1)
 
 
+def stem_for(input_shape: tuple[int, ...]) -> str:
+    """The supernet stem for an input size: CIFAR's for small images, PC-DARTS' ImageNet stem for 224x224."""
+    return "imagenet" if input_shape[-1] >= 224 else "cifar"
+
+
 class SearchNetwork(nn.Module):
     """The DARTS supernet: stem, `layers` search cells (reductions at 1/3 and 2/3), classifier.
+
+    `stem="imagenet"` replaces the single 3x3 conv with PC-DARTS' three stride-2 convs, so a
+    224x224 search runs its cells at 28x28 and below.
 
     `primitives` (and `reduce_primitives`, default the same; NASP searches different lists for
     the two cell types) is a list of op names shared by every edge, or one list per edge
@@ -158,7 +166,7 @@ class SearchNetwork(nn.Module):
 
     def __init__(self, C: int = 16, num_classes: int = 10, layers: int = 8, primitives: Primitives = DARTS_PRIMITIVES,
                  edge_factory: EdgeFactory = MixedOp, steps: int = 4, multiplier: int = 4, stem_multiplier: int = 3,
-                 reduce_primitives: Primitives | None = None):
+                 reduce_primitives: Primitives | None = None, stem: str = "cifar"):
         super().__init__()
         self.steps = steps
         self.multiplier = multiplier
@@ -166,10 +174,22 @@ class SearchNetwork(nn.Module):
         self.normal_primitives = edge_primitives(primitives, self.num_edges)
         self.reduce_primitives = edge_primitives(reduce_primitives or primitives, self.num_edges)
         C_curr = stem_multiplier * C
-        self.stem = nn.Sequential(nn.Conv2d(3, C_curr, 3, padding=1, bias=False), nn.BatchNorm2d(C_curr))
+        if stem == "cifar":  # 32x32 stays 32x32
+            self.stem0 = nn.Sequential(nn.Conv2d(3, C_curr, 3, padding=1, bias=False), nn.BatchNorm2d(C_curr))
+            self.stem1 = None
+            reduction_prev = False
+        elif stem == "imagenet":  # 224x224 to 56x56 (stem0) and 28x28 (stem1), as PC-DARTS' ImageNet supernet
+            self.stem0 = nn.Sequential(
+                nn.Conv2d(3, C_curr // 2, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(C_curr // 2),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(C_curr // 2, C_curr, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(C_curr))
+            self.stem1 = nn.Sequential(nn.ReLU(), nn.Conv2d(C_curr, C_curr, 3, stride=2, padding=1, bias=False),
+                                       nn.BatchNorm2d(C_curr))
+            reduction_prev = True  # the first cell's two inputs differ in resolution
+        else:
+            raise ValueError(f"unknown stem {stem!r}; use 'cifar' or 'imagenet'")
         C_prev_prev, C_prev, C_curr = C_curr, C_curr, C
         self.cells = nn.ModuleList()
-        reduction_prev = False
         for layer in range(layers):
             reduction = layer in reduction_layers(layers)
             if reduction:
@@ -183,7 +203,8 @@ class SearchNetwork(nn.Module):
         self.classifier = nn.Linear(C_prev, num_classes)
 
     def forward(self, x: torch.Tensor, arch: ArchWeights) -> torch.Tensor:
-        s0 = s1 = self.stem(x)
+        s0 = self.stem0(x)
+        s1 = s0 if self.stem1 is None else self.stem1(s0)
         for cell in self.cells:
             s0, s1 = s1, cell(s0, s1, *arch.for_cell(cell.reduction))
         return self.classifier(self.global_pooling(s1).flatten(1))
