@@ -105,7 +105,7 @@ def leaderboard(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def stability(session: nox.Session) -> None:
-    """The seed-stability gate, e.g. nox -s stability -- pcdarts --dataset cifar10 --budget smoke."""
+    """The seed-stability gate, e.g. nox -s stability -- pcdarts --dataset cifar10 --budget smoke --data cifar10."""
     if not session.posargs:
         session.error("name a method: nox -s stability -- METHOD --dataset DATASET [--budget B]")
     run_in_env(session, "nasbench", "stability", *session.posargs)

@@ -77,7 +77,7 @@ class _SavedHandle:
         storage = tensor.untyped_storage()
         self.meter = meter
         self.key = (tensor.device.type, tensor.device.index, storage.data_ptr())
-        self.tensor = tensor
+        self.tensor = tensor.detach()  # holding the tensor itself would tie a reference cycle through its grad_fn
         meter._acquire(self.key, storage.nbytes())
 
     def __del__(self) -> None:

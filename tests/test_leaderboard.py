@@ -157,6 +157,7 @@ def test_the_markdown_lists_the_mission_states_budgets_and_never_judges_smoke(re
     assert "synthetic-shapes (stand-in)" in smoke_line and "smoke budget: not a reproduction" in smoke_line
     assert "reproduced" not in smoke_line.replace("not a reproduction", "")
     assert "CPU: test (2 threads)" in smoke_line
+    assert "| 0.30 (activations) |" in smoke_line  # bytes saved for backward, not the process RSS (0.60)
     reproduced = next(line for line in markdown.splitlines() if "| 2nd order | paper" in line)
     assert "| reproduced |" in reproduced and "2.76 ± 0.09 [C" in reproduced and "1 failed (not averaged)" in reproduced
     assert "not yet reproduced" in markdown

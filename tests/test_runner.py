@@ -12,6 +12,7 @@ import pytest
 import tiny_method
 
 from nasbench_repro import records
+from nasbench_repro.atomic import write_json
 from nasbench_repro.errors import UserError
 from nasbench_repro.runner import execute
 from nasbench_repro.spec import RunSpec
@@ -149,6 +150,15 @@ def test_interrupted_write_leaves_previous_record_intact(tiny, monkeypatch):
         records.write_record(tiny.results_dir, record)
     assert outcome.record_path.read_bytes() == original
     assert [path.name for path in outcome.record_path.parent.iterdir()] == [outcome.record_path.name]
+
+
+def test_atomic_writes_get_the_permissions_of_a_plain_open(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        write_json(tmp_path / "record.json", {"a": 1})
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "record.json").stat().st_mode & 0o777 == 0o644  # mkstemp alone would give 0o600
 
 
 def test_loader_names_invalid_files(tiny):

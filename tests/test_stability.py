@@ -66,6 +66,18 @@ def test_mixed_budgets_are_unusable_until_one_is_chosen(baseline, capsys):
     assert gate(baseline, "--budget", "smoke") == 0
 
 
+def test_stand_in_and_real_data_are_unusable_until_one_is_chosen(baseline, capsys):
+    seeds(baseline, [40.0, 60.0], data="synthetic-shapes")
+    assert gate(baseline) == 2
+    assert "mixed data" in capsys.readouterr().err
+    assert gate(baseline, "--data", "cifar10") == 0
+    assert gate(baseline, "--data", "synthetic-shapes", "--update-baseline") == 0
+    assert "(stand-in data synthetic-shapes)" in capsys.readouterr().out
+    stand_in_file = baseline / "baselines" / "darts__cifar10-synthetic-shapes__smoke__2nd-order.json"
+    stand_in = json.loads(stand_in_file.read_text())
+    assert (stand_in["data"], stand_in["mean"]) == ("synthetic-shapes", pytest.approx(50.0))
+
+
 def test_no_baseline_falls_back_to_the_paper_spread_at_the_paper_budget(tmp_path, capsys):
     seeds(tmp_path, [2.70, 2.80, 2.75], budget="paper")  # paper: 2.76 ± 0.09
     assert gate(tmp_path) == 0

@@ -25,9 +25,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--variant", help="required when records of several variants exist")
     parser.add_argument("--genotype", metavar="CELL",
                         help="for evaluation-only runs: the cell they trained, required when several were")
+    parser.add_argument("--data", metavar="NAME",
+                        help="the data that actually ran (the dataset or its stand-in, e.g. synthetic-shapes), "
+                             "required when records of both exist")
     parser.add_argument("--metric", help="default: test_error_pct, or test_ppl on ptb and wt2")
     parser.add_argument("--baseline", type=Path, metavar="FILE",
-                        help="default: <results-dir>/baselines/<method>__<dataset>__<budget>__<variant>[__<cell>].json")
+                        help="default: <results-dir>/baselines/"
+                             "<method>__<dataset>[-<stand-in>]__<budget>__<variant>[__<cell>].json")
     parser.add_argument("--k", type=float, metavar="K",
                         help="band half-width in standard deviations "
                              f"(default: the baseline's, else {stability.DEFAULT_K})")
@@ -42,7 +46,8 @@ def handle(args: argparse.Namespace) -> int:
         raise UserError(f"--k must be positive, not {args.k}")
     genotype = given_genotype({"phase": "evaluate", "genotype": args.genotype}) if args.genotype else None
     seeds = stability.select_seed_set(load_records(args.results_dir), args.method, args.dataset,
-                                      args.metric or primary_metric(args.dataset), args.budget, args.variant, genotype)
+                                      args.metric or primary_metric(args.dataset), args.budget, args.variant, genotype,
+                                      args.data)
     baseline_file = args.baseline or stability.baseline_path(args.results_dir, seeds)
     stability.check_not_a_record_location(args.results_dir, baseline_file)
     if args.update_baseline:

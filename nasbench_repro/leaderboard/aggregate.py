@@ -75,7 +75,7 @@ class Run:
     search_gpu_days: float | None
     evaluate_gpu_days: float | None
     peak_memory_bytes: int | None
-    peak_memory_kind: str | None  # "cuda" (allocator peak) or "rss" (process, CPU runs)
+    peak_memory_kind: str | None  # a PEAK_MEMORY_KINDS name: "cuda", "activations" (CPU runs) or "rss"
     device: str
     record: dict = field(compare=False, repr=False)
 
@@ -98,14 +98,20 @@ def given_genotype(spec: dict) -> str:
     return published.name if published is not None else given
 
 
+# Record fields in order of preference, with the short name tables print. On CPU the bytes saved
+# for backward are preferred to RSS: they are exact and per run, while RSS keeps the allocator's
+# high-water mark across the runs of one process (a --sweep) and includes the interpreter.
+PEAK_MEMORY_KINDS = (("cuda_max_allocated_bytes", "cuda"), ("saved_tensors_peak_bytes", "activations"),
+                     ("rss_peak_bytes", "rss"))
+
+
 def _peak_memory(cost: dict) -> tuple[int | None, str | None]:
     """The search phase's peak (the memory PC-DARTS reduces), else the evaluation's."""
     for phase in ("search", "evaluate"):
         peaks = (cost.get(phase) or {}).get("peak_memory") or {}
-        if peaks.get("cuda_max_allocated_bytes") is not None:
-            return peaks["cuda_max_allocated_bytes"], "cuda"
-        if peaks.get("rss_peak_bytes") is not None:
-            return peaks["rss_peak_bytes"], "rss"
+        for name, kind in PEAK_MEMORY_KINDS:
+            if peaks.get(name) is not None:
+                return peaks[name], kind
     return None, None
 
 
@@ -224,8 +230,8 @@ class Row:
 
     @property
     def peak_memory(self) -> tuple[float | None, str | None]:
-        """The largest peak over seeds in GB, allocator peaks preferred over process RSS."""
-        for kind in ("cuda", "rss"):
+        """The largest peak over seeds in GB, of the most preferred kind any seed has."""
+        for _, kind in PEAK_MEMORY_KINDS:
             peaks = [run.peak_memory_bytes for run in self.runs if run.peak_memory_kind == kind]
             if peaks:
                 return max(peaks) / BYTES_PER_GB, kind

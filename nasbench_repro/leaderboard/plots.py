@@ -165,8 +165,8 @@ def pcdarts_k_ablation(board: Leaderboard) -> Plot:
         axes.legend(fontsize=7)
     return Plot("pcdarts_k_ablation.png", "PC-DARTS: the K ablation",
                 "Mean over runs at each K; one line per data, budget, edge normalization and other overrides. "
-                "Memory is the CUDA allocator peak on GPU runs, the process RSS on CPU runs. The paper's Figure 3 "
-                "numbers were not recovered, so no published points are drawn.", to_png(figure))
+                "Memory is the CUDA allocator peak on GPU runs, the bytes saved for backward on CPU runs. The paper's "
+                "Figure 3 numbers were not recovered, so no published points are drawn.", to_png(figure))
 
 
 def seed_spread(board: Leaderboard) -> Plot:

@@ -38,8 +38,9 @@ RULES = (
 )
 COST_NOTE = (
     "GPU-days are per run (wall time × devices / 86,400), averaged over seeds; the papers' costs are as published "
-    "(DARTS's cover 4 search runs). Peak memory is the largest over seeds: the CUDA allocator peak on GPU runs, "
-    "the process RSS on CPU runs (not comparable to GPU memory), of the search phase where there is one."
+    "(DARTS's cover 4 search runs). Peak memory is the largest over seeds, of the search phase where there is "
+    "one: the CUDA allocator peak on GPU runs (cuda); on CPU runs the peak bytes of tensors saved for backward "
+    "(activations; the process RSS stays in the record), neither comparable to the other."
 )
 
 

@@ -38,6 +38,7 @@ BASELINE_KEYS = {"method": str, "dataset": str, "budget": str, "variant": str, "
 class SeedSet:
     method: str
     dataset: str
+    data: str  # what actually ran: the dataset, or its stand-in
     budget: str
     variant: str
     genotype: str  # the cell of evaluation-only runs; "" for runs that searched
@@ -84,7 +85,7 @@ def _only(values: set[str], what: str, remedy: str) -> str:
 
 
 def select_seed_set(records: list[dict], method: str, dataset: str, metric: str, budget: str | None = None,
-                    variant: str | None = None, genotype: str | None = None) -> SeedSet:
+                    variant: str | None = None, genotype: str | None = None, data: str | None = None) -> SeedSet:
     """The newest complete, unmodified record per seed that has `metric`; unusable input raises UserError."""
     candidates = []
     for record in records:
@@ -95,23 +96,25 @@ def select_seed_set(records: list[dict], method: str, dataset: str, metric: str,
             continue
         if genotype is not None and run.key.genotype != genotype:
             continue
+        if data not in (None, run.key.data):
+            continue
         if run.metric(metric) is not None:
             candidates.append(run)
     if not candidates:
         asked = "".join(f", {name} {value!r}" for name, value in (("budget", budget), ("variant", variant),
-                                                                   ("genotype", genotype)) if value)
+                                                                   ("genotype", genotype), ("data", data)) if value)
         raise UserError(f"no complete records of {method} on {dataset}{asked} with {metric} and without overrides "
                         "under the results folder")
     chosen_budget = _only({run.key.budget for run in candidates}, "budgets", "choose one with --budget")
     chosen_variant = _only({run.key.variant for run in candidates}, "variants", "choose one with --variant")
     chosen_genotype = _only({run.key.genotype for run in candidates}, "evaluated cells", "choose one with --genotype")
-    _only({run.key.data for run in candidates}, "data (a stand-in and the real dataset)",
-          "keep one kind of run in --results-dir")
+    chosen_data = _only({run.key.data for run in candidates}, "data (a stand-in and the real dataset)",
+                        "choose one with --data")
     runs = tuple(newest_per_seed(candidates))
     if len(runs) < MIN_SEEDS:
         raise UserError(f"only {len(runs)} seed ({runs[0].run_id}) of {method} on {dataset}; "
                         f"the gate needs at least {MIN_SEEDS} (run more with --seeds)")
-    return SeedSet(method, dataset, chosen_budget, chosen_variant, chosen_genotype, metric, runs)
+    return SeedSet(method, dataset, chosen_data, chosen_budget, chosen_variant, chosen_genotype, metric, runs)
 
 
 def _slug(text: str) -> str:
@@ -119,8 +122,9 @@ def _slug(text: str) -> str:
 
 
 def baseline_path(results_dir: Path, seeds: SeedSet) -> Path:
-    """`results/baselines/<method>__<dataset>__<budget>__<variant>[__<cell>].json`."""
-    parts = [seeds.method, seeds.dataset, seeds.budget, _slug(seeds.variant)]
+    """`results/baselines/<method>__<dataset>[-<stand-in>]__<budget>__<variant>[__<cell>].json`."""
+    data = seeds.dataset if seeds.data == seeds.dataset else f"{seeds.dataset}-{seeds.data}"
+    parts = [seeds.method, data, seeds.budget, _slug(seeds.variant)]
     name = "__".join(parts + ([_slug(seeds.genotype)] if seeds.genotype else []))
     return Path(results_dir) / "baselines" / f"{name}.json"
 
@@ -153,11 +157,12 @@ def read_baseline(path: Path, seeds: SeedSet) -> dict | None:
             raise UserError(f"malformed baseline {path}: {key!r} missing or not {kind.__name__}")
     if baseline["std"] < 0 or baseline["k"] <= 0 or not all(map(math.isfinite, (baseline["mean"], baseline["std"]))):
         raise UserError(f"malformed baseline {path}: std must be >= 0, k > 0, and both finite")
-    expected = {"method": seeds.method, "dataset": seeds.dataset, "budget": seeds.budget, "variant": seeds.variant,
-                "genotype": seeds.genotype, "metric": seeds.metric}
+    expected = {"method": seeds.method, "dataset": seeds.dataset, "data": seeds.data, "budget": seeds.budget,
+                "variant": seeds.variant, "genotype": seeds.genotype, "metric": seeds.metric}
     for key, value in expected.items():
-        if baseline.get(key, "") != value:
-            raise UserError(f"baseline {path} is for {key} {baseline.get(key, '')!r}, not {value!r}")
+        stored = baseline.get(key, seeds.dataset if key == "data" else "")
+        if stored != value:
+            raise UserError(f"baseline {path} is for {key} {stored!r}, not {value!r}")
     return baseline
 
 
@@ -165,8 +170,8 @@ def write_baseline(path: Path, seeds: SeedSet, k: float) -> Band:
     """Store this seed set's mean and std as the band future sets are checked against."""
     mean, std = seeds.mean_std
     write_json(path, {
-        "method": seeds.method, "dataset": seeds.dataset, "budget": seeds.budget, "variant": seeds.variant,
-        "genotype": seeds.genotype, "metric": seeds.metric, "mean": mean, "std": std, "k": k,
+        "method": seeds.method, "dataset": seeds.dataset, "data": seeds.data, "budget": seeds.budget,
+        "variant": seeds.variant, "genotype": seeds.genotype, "metric": seeds.metric, "mean": mean, "std": std, "k": k,
         "n_seeds": len(seeds.runs),
         "seeds": [run.seed for run in seeds.runs], "run_ids": [run.run_id for run in seeds.runs],
         "written_by": "nasbench stability --update-baseline",
@@ -193,7 +198,8 @@ def render(seeds: SeedSet, band: Band, verdict: str) -> str:
             for run, value in zip(seeds.runs, seeds.values, strict=True)]
     mean, std = seeds.mean_std
     cell = f" evaluating {seeds.genotype}" if seeds.genotype else ""
-    lines = [f"{seeds.method} {seeds.variant!r}{cell} on {seeds.dataset}, {seeds.budget} budget: {seeds.metric}",
+    data = "" if seeds.data == seeds.dataset else f" (stand-in data {seeds.data})"
+    lines = [f"{seeds.method} {seeds.variant!r}{cell} on {seeds.dataset}{data}, {seeds.budget} budget: {seeds.metric}",
              tabulate(rows, headers=["seed", seeds.metric, "run", "device", "started"], disable_numparse=True),
              f"mean ± std over {len(seeds.runs)} seeds: {mean:.4f} ± {std:.4f}"]
     lines.append(f"band: {band.centre:.4f} ± {band.half_width:.4f} = [{band.lower:.4f}, {band.upper:.4f}] "
