@@ -16,13 +16,13 @@ from pathlib import Path
 
 import nox
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT))
 from nasbench_repro.catalog import MISSION_METHODS  # noqa: E402  (stdlib-only module: no torch needed here)
 
 nox.options.default_venv_backend = "none"
 nox.options.sessions = ["lint", "tests", "leaderboard"]
 
-ROOT = Path(__file__).resolve().parent
 SHARED_ENV = ROOT / ".nox" / "shared"
 
 

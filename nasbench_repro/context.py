@@ -27,6 +27,13 @@ from nasbench_repro.seeding import restore_rng_state, rng_state
 from nasbench_repro.spec import RunSpec
 
 
+def autocast_for(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA when `precision` asks for it; a no-op otherwise."""
+    if precision == "bf16" and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 @dataclass
 class Context:
     spec: RunSpec
@@ -49,10 +56,7 @@ class Context:
         return self.spec.precision
 
     def autocast(self) -> contextlib.AbstractContextManager:
-        """bf16 autocast on CUDA when the run asked for it; a no-op otherwise."""
-        if self.spec.precision == "bf16" and self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return autocast_for(self.spec.precision, self.device)
 
     def check_finite(self, value: torch.Tensor | float, what: str) -> float:
         """Fail the run with a one-line reason when a loss diverges (call once per epoch: it syncs)."""

@@ -186,10 +186,9 @@ class DifferentiableMethod(Method):
     def derive(self, arch: ArchitectureParameters) -> Genotype:
         with torch.no_grad():
             weights = self.weighting(arch)
-        cpu = {name: None if value is None else value.detach().float().cpu()
-               for name, value in vars(weights).items()}
-        return derive_genotype(cpu["normal"], cpu["reduce"], self.primitives,
-                               normal_edge_scale=cpu["normal_edges"], reduce_edge_scale=cpu["reduce_edges"])
+        # derive_genotype reads tensors on any device (one host copy per cell)
+        return derive_genotype(weights.normal, weights.reduce, self.primitives,
+                               normal_edge_scale=weights.normal_edges, reduce_edge_scale=weights.reduce_edges)
 
     # --- the shared algorithm ----------------------------------------------------------------------------
 

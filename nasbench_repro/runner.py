@@ -155,9 +155,7 @@ def execute(spec: RunSpec | None = None, paths: Paths = Paths(), resume: str | N
 
     if resume is None:
         run_id, started = new_run_id(spec, source.name), utc_now()
-        run_dir = RunDirectory(paths.runs_dir / run_id)
-    run_dir.root.mkdir(parents=True, exist_ok=True)
-    if resume is None:
+        run_dir = RunDirectory(paths.runs_dir / run_id)  # write_json creates the folder
         write_json(run_dir.spec_file, {"spec": spec.to_dict(), "run_id": run_id, "started_utc": started})
     notify(f"{'resuming' if resume else 'run'} {run_id}: {spec.method} on {source.name}, budget {spec.budget}, "
            f"seed {spec.seed}, {device.type}; checkpoints in {run_dir.root}")

@@ -3,6 +3,7 @@ sync per epoch, not per step), evaluation passes, and the papers' learning-rate 
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Iterable
 
@@ -41,7 +42,7 @@ class RunningClassification:
 
 @torch.no_grad()
 def evaluate_classifier(forward: Callable[[torch.Tensor], torch.Tensor], batches: Iterable, device: torch.device,
-                        autocast: Callable = torch.autocast) -> dict[str, float]:
+                        autocast: Callable = contextlib.nullcontext) -> dict[str, float]:
     """Loss and accuracy of `forward` (logits) over `batches`, model already in eval mode."""
     running = RunningClassification(device)
     for images, labels in batches:

@@ -17,6 +17,7 @@ import torch
 
 from nasbench_repro import catalog, environment
 from nasbench_repro.commands.run import parse_value_pair
+from nasbench_repro.context import autocast_for
 from nasbench_repro.differentiable import DifferentiableMethod
 from nasbench_repro.errors import UserError
 from nasbench_repro.meters import SavedTensorMeter, peak_rss_bytes, reset_peak_rss
@@ -92,9 +93,7 @@ def profile_search_step(method: DifferentiableMethod, protocol, device: torch.de
     batch = search_protocol.batch_size
 
     def autocast():
-        if precision == "bf16":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return torch.autocast(device.type, enabled=False)
+        return autocast_for(precision, device)
 
     search = method.build_search(search_protocol, classes, shape, autocast, device)
 

@@ -11,6 +11,24 @@ from collections.abc import Sequence
 
 import torch
 
+from nasbench_repro.errors import UserError
+
+
+def check_stream(examples: int, batch_size: int, *, training: bool, remedy: str = "") -> None:
+    """What every batch stream needs: batches of at least one image, and two images to train on."""
+    if batch_size < 1:
+        raise UserError(f"batch_size must be at least 1, not {batch_size}")
+    if training and examples < 2:
+        raise UserError(f"a training stream needs at least 2 images, got {examples}; {remedy}")
+
+
+def batches_per_epoch(examples: int, batch_size: int, *, training: bool) -> int:
+    """Every image in evaluation; in training the partial last batch is kept, as DARTS's DataLoader
+    keeps it, unless it would hold a single image, which then sits out the epoch (BatchNorm cannot
+    train on a batch of one)."""
+    full, rest = divmod(examples, batch_size)
+    return full + (rest > 1 if training else rest > 0)
+
 
 def random_integers(generator: torch.Generator, high: int, shape: tuple[int, ...],
                     device: torch.device) -> torch.Tensor:

@@ -32,7 +32,14 @@ import torch
 
 from nasbench_repro.atomic import atomic_open
 from nasbench_repro.data import DataRequest, DataSource
-from nasbench_repro.data.augment import Normalize, cut_out, random_integers, random_permutation
+from nasbench_repro.data.augment import (
+    Normalize,
+    batches_per_epoch,
+    check_stream,
+    cut_out,
+    random_integers,
+    random_permutation,
+)
 from nasbench_repro.errors import DataError, UserError
 
 FOLDER = "cifar-10-batches-py"
@@ -454,25 +461,16 @@ class CifarData:
                                 cutout_length, self._generator, self._normalize)
 
 
-def _check_batch_size(batch_size: int) -> None:
-    if batch_size < 1:
-        raise UserError(f"batch_size must be at least 1, not {batch_size}")
-
-
 class AugmentedBatches:
     """Training batches, reshuffled every epoch and augmented on the device.
 
-    The last, partial batch is kept, as DARTS's DataLoader keeps it, unless it would hold a
-    single image: that image sits out the epoch (a different one each epoch), because
-    BatchNorm cannot train on a batch of one.
+    A partial last batch follows `batches_per_epoch`: a single image left over sits out the
+    epoch, a different one each epoch.
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, cutout_length: int,
                  generator: torch.Generator, normalize: Normalize):
-        _check_batch_size(batch_size)
-        if len(labels) < 2:
-            raise UserError(f"a training stream needs at least 2 images, got {len(labels)}; "
-                            f"raise train_examples or lower train_portion")
+        check_stream(len(labels), batch_size, training=True, remedy="raise train_examples or lower train_portion")
         self.images, self.labels = images, labels
         self.batch_size = batch_size
         self.cutout_length = cutout_length
@@ -487,8 +485,7 @@ class AugmentedBatches:
         return len(self.labels)
 
     def __len__(self) -> int:
-        full, rest = divmod(self.examples, self.batch_size)
-        return full + (rest > 1)
+        return batches_per_epoch(self.examples, self.batch_size, training=True)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order = random_permutation(self.examples, self._generator, self.images.device)
@@ -519,7 +516,7 @@ class TestBatches:
     """Test batches in file order, normalised, no augmentation; the last batch may be partial."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, normalize: Normalize):
-        _check_batch_size(batch_size)
+        check_stream(len(labels), batch_size, training=False)
         self.images, self.labels = images, labels
         self.batch_size = batch_size
         self._normalize = normalize
@@ -529,7 +526,7 @@ class TestBatches:
         return len(self.labels)
 
     def __len__(self) -> int:
-        return math.ceil(self.examples / self.batch_size)
+        return batches_per_epoch(self.examples, self.batch_size, training=False)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for start in range(0, self.examples, self.batch_size):

@@ -33,8 +33,8 @@ from torchvision import transforms
 from torchvision.datasets import ImageFolder
 
 from nasbench_repro.data import DataRequest, DataSource
-from nasbench_repro.data.augment import Normalize, cut_out, random_integers
-from nasbench_repro.errors import DataError, UserError
+from nasbench_repro.data.augment import Normalize, batches_per_epoch, check_stream, cut_out, random_integers
+from nasbench_repro.errors import DataError
 
 FOLDER = "imagenet"
 MEAN = (0.485, 0.456, 0.406)
@@ -250,10 +250,7 @@ class FolderBatches:
     def __init__(self, folder: ImageFolder, indices: np.ndarray, batch_size: int, transform: Any, *, shuffle: bool,
                  device: torch.device, generator: torch.Generator, normalize: Normalize, cutout_length: int,
                  num_workers: int):
-        if batch_size < 1:
-            raise UserError(f"batch_size must be at least 1, not {batch_size}")
-        if shuffle and len(indices) < 2:
-            raise UserError(f"a training stream needs at least 2 images, got {len(indices)}; raise train_examples")
+        check_stream(len(indices), batch_size, training=shuffle, remedy="raise train_examples")
         self.indices = np.asarray(indices, dtype=np.int64)
         self.batch_size = batch_size
         self.cutout_length = cutout_length
@@ -272,10 +269,7 @@ class FolderBatches:
         return len(self.indices)
 
     def __len__(self) -> int:
-        full, rest = divmod(self.examples, self.batch_size)
-        if self._shuffle:
-            return full + (rest > 1)
-        return full + (rest > 0)
+        return batches_per_epoch(self.examples, self.batch_size, training=self._shuffle)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         if self._shuffle:

@@ -242,28 +242,21 @@ class Row:
         return sorted({run.device for run in self.runs})
 
 
-def _budget_rank(budget: str) -> tuple[int, str]:
-    names = list(BUDGETS)
-    return (names.index(budget), budget) if budget in names else (len(names), budget)
-
-
-def _method_rank(method: str) -> tuple[int, str]:
-    names = [info.name for info in catalog.MISSION_METHODS]
-    return (names.index(method), method) if method in names else (len(names), method)
+def _rank(name: str, order: list[str]) -> tuple[int, str]:
+    """Listed names in their listed order, then the others alphabetically."""
+    return (order.index(name), name) if name in order else (len(order), name)
 
 
 def dataset_order(dataset: str) -> tuple[int, str]:
-    names = list(catalog.MISSION_DATASETS)
-    return (names.index(dataset), dataset) if dataset in names else (len(names), dataset)
+    return _rank(dataset, list(catalog.MISSION_DATASETS))
 
 
 def row_order(row: Row, claims: Claims) -> tuple:
     """Mission order of datasets and methods, the papers' variants first, then budgets paper → smoke."""
     key = row.key
-    headline = claims.headline_variants(key.method, key.dataset)
-    variant_rank = (headline.index(key.variant), "") if key.variant in headline else (len(headline), key.variant)
-    return (dataset_order(key.dataset), _method_rank(key.method), variant_rank, _budget_rank(key.budget), key.data,
-            key.phase, key.genotype, key.overrides)
+    return (dataset_order(key.dataset), _rank(key.method, [info.name for info in catalog.MISSION_METHODS]),
+            _rank(key.variant, claims.headline_variants(key.method, key.dataset)), _rank(key.budget, list(BUDGETS)),
+            key.data, key.phase, key.genotype, key.overrides)
 
 
 @dataclass(frozen=True)

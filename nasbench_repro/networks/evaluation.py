@@ -17,7 +17,7 @@ from torch import nn
 
 from nasbench_repro.errors import UserError
 from nasbench_repro.genotypes import Genotype, Pair
-from nasbench_repro.networks import reduction_layers
+from nasbench_repro.networks import cifar_stem, imagenet_stems, reduction_layers
 from nasbench_repro.ops import FactorizedReduce, ReLUConvBN, make_op
 
 
@@ -98,10 +98,10 @@ def _cells(genotype: Genotype, layers: int, C: int, C_stem: int,
         reduction = layer in reduction_layers(layers)
         if reduction:
             C_curr *= 2
-        if reduction:
-            cell = Cell(genotype.reduce, genotype.reduce_concat, C_prev_prev, C_prev, C_curr, True, reduction_prev)
+            pairs, concat = genotype.reduce, genotype.reduce_concat
         else:
-            cell = Cell(genotype.normal, genotype.normal_concat, C_prev_prev, C_prev, C_curr, False, reduction_prev)
+            pairs, concat = genotype.normal, genotype.normal_concat
+        cell = Cell(pairs, concat, C_prev_prev, C_prev, C_curr, reduction, reduction_prev)
         cells.append(cell)
         reduction_prev = reduction
         C_prev_prev, C_prev = C_prev, cell.multiplier * C_curr
@@ -142,7 +142,7 @@ class NetworkCIFAR(_EvaluationNetwork):
         if genotype is None:
             raise ValueError("NetworkCIFAR needs a genotype")
         C_stem = stem_multiplier * C
-        self.stem = nn.Sequential(nn.Conv2d(3, C_stem, 3, padding=1, bias=False), nn.BatchNorm2d(C_stem))
+        self.stem = cifar_stem(C_stem)
         self.cells, C_auxiliary, C_final = _cells(genotype, layers, C, C_stem, reduction_prev=False)
         if auxiliary:
             self.auxiliary_head = AuxiliaryHead(C_auxiliary, num_classes, pool_stride=3, batchnorm_after_2x2=True)
@@ -163,18 +163,7 @@ class NetworkImageNet(_EvaluationNetwork):
         super().__init__(layers, auxiliary)
         if genotype is None:
             raise ValueError("NetworkImageNet needs a genotype")
-        self.stem0 = nn.Sequential(
-            nn.Conv2d(3, C // 2, 3, stride=2, padding=1, bias=False),
-            nn.BatchNorm2d(C // 2),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(C // 2, C, 3, stride=2, padding=1, bias=False),
-            nn.BatchNorm2d(C),
-        )
-        self.stem1 = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(C, C, 3, stride=2, padding=1, bias=False),
-            nn.BatchNorm2d(C),
-        )
+        self.stem0, self.stem1 = imagenet_stems(C)
         self.cells, C_auxiliary, C_final = _cells(genotype, layers, C, C, reduction_prev=True)
         if auxiliary:
             self.auxiliary_head = AuxiliaryHead(C_auxiliary, num_classes, pool_stride=2, batchnorm_after_2x2=False)

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from nasbench_repro.genotypes import cell_edge_count, edge_primitives
-from nasbench_repro.networks import reduction_layers
+from nasbench_repro.networks import cifar_stem, imagenet_stems, reduction_layers
 from nasbench_repro.ops import DARTS_PRIMITIVES, FactorizedReduce, ReLUConvBN, is_pool, make_op
 
 Primitives = Sequence[str] | Sequence[Sequence[str]]
@@ -174,17 +174,11 @@ class SearchNetwork(nn.Module):
         self.normal_primitives = edge_primitives(primitives, self.num_edges)
         self.reduce_primitives = edge_primitives(reduce_primitives or primitives, self.num_edges)
         C_curr = stem_multiplier * C
-        if stem == "cifar":  # 32x32 stays 32x32
-            self.stem0 = nn.Sequential(nn.Conv2d(3, C_curr, 3, padding=1, bias=False), nn.BatchNorm2d(C_curr))
-            self.stem1 = None
+        if stem == "cifar":
+            self.stem0, self.stem1 = cifar_stem(C_curr), None
             reduction_prev = False
-        elif stem == "imagenet":  # 224x224 to 56x56 (stem0) and 28x28 (stem1), as PC-DARTS' ImageNet supernet
-            self.stem0 = nn.Sequential(
-                nn.Conv2d(3, C_curr // 2, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(C_curr // 2),
-                nn.ReLU(inplace=True),
-                nn.Conv2d(C_curr // 2, C_curr, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(C_curr))
-            self.stem1 = nn.Sequential(nn.ReLU(), nn.Conv2d(C_curr, C_curr, 3, stride=2, padding=1, bias=False),
-                                       nn.BatchNorm2d(C_curr))
+        elif stem == "imagenet":  # as PC-DARTS' ImageNet supernet
+            self.stem0, self.stem1 = imagenet_stems(C_curr)
             reduction_prev = True  # the first cell's two inputs differ in resolution
         else:
             raise ValueError(f"unknown stem {stem!r}; use 'cifar' or 'imagenet'")
