@@ -19,14 +19,18 @@ from __future__ import annotations
 import functools
 
 from nasbench_repro.differentiable import DifferentiableMethod
-from nasbench_repro.errors import UserError
-from nasbench_repro.networks.search import PartialChannelMixedOp
+from nasbench_repro.protocol import Domain
+from nasbench_repro.spaces.cnn.supernet import PartialChannelMixedOp
 
-ALLOWED_K = (1, 2, 4, 8)
+ALLOWED_K = (1, 2, 4, 8)  # the paper's ablation (Fig. 3)
 
 
 class PCDARTS(DifferentiableMethod):
     name = "pcdarts"
+    protocol_domains = {
+        "k": Domain(f"one of {', '.join(map(str, ALLOWED_K))} that divides init_channels",
+                    lambda k, values: k in ALLOWED_K and values.get("init_channels", k) % k == 0),
+    }
 
     def edge_factory(self, protocol):
         return functools.partial(PartialChannelMixedOp, k=protocol.k)
@@ -36,6 +40,4 @@ class PCDARTS(DifferentiableMethod):
 
     def variant(self, protocol) -> str:
         search = protocol.phase("search")
-        if search.k not in ALLOWED_K:
-            raise UserError(f"pcdarts: k must be one of {ALLOWED_K}, not {search.k}")
         return f"K={search.k}, {'EN' if search.edge_normalization else 'no EN'}"

@@ -6,7 +6,8 @@ finishes in minutes on a CPU; its numbers show that the code runs, never a repro
 
 Rules, per phase (keys a protocol does not have are skipped):
 - `epochs` is scaled (or capped); every other `*_epochs` key (warm-up, frozen-architecture
-  epochs, ...) is scaled by the same ratio so schedules keep their shape;
+  epochs, ...) is scaled by the same ratio so schedules keep their shape (one shorter than
+  the run stays shorter);
 - `train_examples` / `test_examples` cap the data subset;
 - `init_channels` and `layers` (cells) are scaled, with floors that keep the network valid;
 - `batch_size` is capped.
@@ -57,7 +58,9 @@ class Budget:
             ratio = new_epochs / epochs if epochs else 1.0
             for key, value in values.items():
                 if key.endswith("_epochs") and isinstance(value, int):
-                    scaled[key] = min(new_epochs, round(value * ratio))
+                    # a warm-up shorter than the run stays shorter: at least one epoch follows it
+                    ceiling = new_epochs - 1 if value < epochs else new_epochs
+                    scaled[key] = min(ceiling, round(value * ratio))
         for key, limit in (("train_examples", self.max_train_examples), ("test_examples", self.max_test_examples)):
             if isinstance(values.get(key), int) and limit is not None:
                 scaled[key] = min(values[key], limit)

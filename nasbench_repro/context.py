@@ -1,4 +1,5 @@
-"""What a method sees of the runner: device, generator, precision, protocol, data, epochs.
+"""What a method sees of the runner (`Context`: device, generator, precision, protocol,
+data, epochs) and what it hands back (`PhaseResult`).
 
 `ctx.epochs(n, state)` is the only loop a method needs for checkpointing: it restores
 `state` (modules, optimizers, schedulers, tensors, plain dicts) and every RNG stream from
@@ -25,6 +26,14 @@ from nasbench_repro.meters import PhaseMeter
 from nasbench_repro.protocol import PhaseProtocol
 from nasbench_repro.seeding import restore_rng_state, rng_state
 from nasbench_repro.spec import RunSpec
+
+
+@dataclass
+class PhaseResult:
+    """What a phase produced: outcome metrics (error, params, ...) and, for search, a genotype."""
+
+    metrics: dict[str, Any] = field(default_factory=dict)
+    genotype: Any = None  # a Genotype (anything with to_dict()), or None
 
 
 def autocast_for(precision: str, device: torch.device) -> contextlib.AbstractContextManager:

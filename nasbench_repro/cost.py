@@ -25,8 +25,8 @@ import torch
 from torch import nn
 
 from nasbench_repro.errors import UserError
-from nasbench_repro.genotypes import resolve_genotype
-from nasbench_repro.networks.evaluation import NetworkCIFAR, NetworkImageNet
+from nasbench_repro.spaces.cnn.networks import NetworkCIFAR, NetworkImageNet
+from nasbench_repro.spaces.genotypes import resolve_genotype
 
 # The papers' evaluation settings (DARTS Sections 3.2 and A.2; the same in PC-DARTS, P-DARTS, GDAS).
 PAPER_NETWORKS: dict[str, tuple[type[nn.Module], dict[str, int], tuple[int, int, int]]] = {

@@ -19,11 +19,11 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from nasbench_repro.context import Context
-from nasbench_repro.genotypes import Genotype, derive_genotype
-from nasbench_repro.method import Method, PhaseResult
-from nasbench_repro.networks.search import ArchWeights, MixedOp, SearchNetwork, stem_for
-from nasbench_repro.ops import DARTS_PRIMITIVES
+from nasbench_repro.context import Context, PhaseResult
+from nasbench_repro.method import Method
+from nasbench_repro.spaces.cnn.ops import DARTS_PRIMITIVES
+from nasbench_repro.spaces.cnn.supernet import ArchWeights, MixedOp, SearchNetwork, stem_for
+from nasbench_repro.spaces.genotypes import Genotype, derive_genotype
 from nasbench_repro.training import RunningClassification, evaluate_classifier, lr_schedule
 
 Batch = tuple[torch.Tensor, torch.Tensor]

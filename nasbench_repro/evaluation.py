@@ -15,10 +15,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from nasbench_repro.context import Context
+from nasbench_repro.context import Context, PhaseResult
 from nasbench_repro.cost import count_madds, count_parameters_millions
-from nasbench_repro.method import PhaseResult
-from nasbench_repro.networks.evaluation import NetworkCIFAR, NetworkImageNet
+from nasbench_repro.spaces.cnn.networks import NetworkCIFAR, NetworkImageNet
 from nasbench_repro.training import RunningClassification, evaluate_classifier, lr_schedule
 
 

@@ -8,21 +8,15 @@ and records belong to the runner and reach the method through the `Context`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
-if TYPE_CHECKING:
-    from nasbench_repro.context import Context
-    from nasbench_repro.protocol import Protocol
+from nasbench_repro.context import Context, PhaseResult
+from nasbench_repro.evaluation import train_from_scratch
+from nasbench_repro.protocol import Domain, Protocol
+from nasbench_repro.spaces.genotypes import resolve_genotype
 
-
-@dataclass
-class PhaseResult:
-    """What a phase produced: outcome metrics (error, params, ...) and, for search, a genotype."""
-
-    metrics: dict[str, Any] = field(default_factory=dict)
-    genotype: Any = None  # a Genotype (anything with to_dict()), or None
+__all__ = ["Context", "Method", "PhaseResult"]
 
 
 class Method:
@@ -31,6 +25,8 @@ class Method:
     name: ClassVar[str]
     headline_dataset: ClassVar[str] = "cifar10"
     config_file: ClassVar[Path | None] = None  # default: methods/configs/<name>.toml
+    # Domains of the protocol keys only this method reads (shared keys: nasbench_repro.protocol.DOMAINS).
+    protocol_domains: ClassVar[dict[str, Domain]] = {}
 
     def variant(self, protocol: Protocol) -> str:
         """A short label for the settings that make this run a distinct row (e.g. "2nd order")."""
@@ -41,12 +37,8 @@ class Method:
 
     def evaluate(self, genotype: Any, ctx: Context) -> PhaseResult:
         """Train `genotype` from scratch with the evaluation protocol (shared by all CNN methods)."""
-        from nasbench_repro.evaluation import train_from_scratch
-
         return train_from_scratch(genotype, ctx)
 
     def load_genotype(self, text_or_data: Any) -> Any:
         """Turn a stored dict, a registered name, a JSON file or a pasted string into a genotype."""
-        from nasbench_repro.genotypes import resolve_genotype
-
         return resolve_genotype(text_or_data)

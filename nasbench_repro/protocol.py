@@ -9,13 +9,20 @@ Every value carries its source, e.g. in `methods/configs/pcdarts.toml`:
 
 A protocol is scaled by a budget (`budgets.py`) and then by the user's `--set` overrides;
 the result keeps, per value, where it came from, so a record says exactly what ran.
+
+A key's type is the type of its value in the file; its domain (the values that make sense,
+e.g. epochs >= 1, 0 < train_portion < 1) is declared once in `DOMAINS` below, or by the
+method that owns the key (`Method.protocol_domains`). `check_domains` runs on the resolved
+protocol, so a value outside its domain is refused before anything runs whether it came
+from a file, a budget, `--set` or `--sweep`.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import tomllib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -184,12 +191,19 @@ def _known_keys(protocol: Protocol, active: list[str]) -> str:
 
 
 def coerce(current: Any, new: Any, key: str) -> Any:
-    """Check `new` has the type of the protocol's value; ints are accepted where floats are."""
+    """Check `new` has the type of the protocol's value (list elements included); ints are
+    accepted where floats are; NaN and infinities never are."""
+    if isinstance(new, float) and not math.isfinite(new):
+        raise UserError(f"--set {key}={new}: a protocol value must be a finite number")
     if current is None or new is None:
+        return new
+    if isinstance(current, list) and isinstance(new, list):
+        if current and new:
+            return [coerce(current[0], item, f"{key}[{index}]") for index, item in enumerate(new)]
         return new
     if isinstance(current, float) and isinstance(new, int | float) and not isinstance(new, bool):
         return float(new)
-    if type(new) is type(current) or (isinstance(current, list) and isinstance(new, list)):
+    if type(new) is type(current):
         return new
     raise UserError(f"--set {key}={json.dumps(new)}: expected {type(current).__name__} like {json.dumps(current)}")
 
@@ -199,3 +213,151 @@ def apply_overrides(protocol: Protocol, overrides: Mapping[str, Any], active_pha
     for key, value in overrides.items():
         phase, name = resolve_key(protocol, key, active)
         protocol.set_value(phase, name, coerce(protocol.phases[phase][name].value, value, key), "override")
+
+
+# --- domains ----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Domain:
+    """The values one key may take: `allowed` says it in words for the error message, `test`
+    decides, given the value and the other values of its phase (for rules such as
+    warm-up epochs < epochs)."""
+
+    allowed: str
+    test: Callable[[Any, Mapping[str, Any]], bool]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def integer(minimum: int, maximum: int | None = None) -> Domain:
+    words = f"an integer >= {minimum}" if maximum is None else f"an integer from {minimum} to {maximum}"
+    return Domain(words, lambda value, _: _is_integer(value) and value >= minimum
+                  and (maximum is None or value <= maximum))
+
+
+def even_integer(minimum: int) -> Domain:
+    return Domain(f"an even integer >= {minimum}", lambda value, _: _is_integer(value) and value >= minimum
+                  and value % 2 == 0)
+
+
+def number(low: float, high: float = math.inf, *, low_open: bool = False, high_open: bool = False) -> Domain:
+    """A finite number in an interval, e.g. number(0, 1, high_open=True) is [0, 1)."""
+    left, right = ("(" if low_open else "["), (")" if high_open or high == math.inf else "]")
+    words = f"a number > {low}" if high == math.inf and low_open else (
+        f"a number >= {low}" if high == math.inf else f"a number in {left}{low}, {high}{right}")
+
+    def test(value: Any, _: Mapping[str, Any]) -> bool:
+        if not _is_number(value):
+            return False
+        above = value > low if low_open else value >= low
+        below = value < high if high_open else value <= high
+        return above and below
+
+    return Domain(words, test)
+
+
+def one_of(*options: Any) -> Domain:
+    return Domain("one of " + ", ".join(json.dumps(option) for option in options),
+                  lambda value, _: value in options and type(value) in {type(option) for option in options})
+
+
+def epochs_before_end() -> Domain:
+    """A count of leading epochs (warm-up, frozen architecture) that leaves at least one after it."""
+    return Domain("an integer with 0 <= value < epochs",
+                  lambda value, values: _is_integer(value) and 0 <= value < values.get("epochs", value + 1))
+
+
+def list_of(element: Domain, length: int) -> Domain:
+    return Domain(f"a list of {length} values, each {element.allowed}",
+                  lambda value, values: isinstance(value, list) and len(value) == length
+                  and all(element.test(item, values) for item in value))
+
+
+PROBABILITY = number(0, 1)
+POSITIVE = number(0, low_open=True)
+NON_NEGATIVE = number(0)
+
+# Keys shared by the methods' protocol files. A method declares its own keys' domains in
+# `Method.protocol_domains`; a key in neither gets the suffix rules of `domain_for`.
+DOMAINS: dict[str, Domain] = {
+    "epochs": integer(1),
+    "batch_size": integer(1),
+    "train_examples": integer(2),
+    "test_examples": integer(1),
+    "train_portion": number(0, 1, low_open=True, high_open=True),
+    "train_fraction": number(0, 1, low_open=True),
+    "valid_fraction": number(0, 1, low_open=True),
+    "init_channels": even_integer(2),
+    "layers": integer(3),
+    "lr": POSITIVE,
+    "lr_min": NON_NEGATIVE,
+    "lr_gamma": number(0, 1, low_open=True),
+    "lr_schedule": one_of("cosine", "exponential", "linear"),
+    "momentum": number(0, 1, high_open=True),
+    "weight_decay": NON_NEGATIVE,
+    "grad_clip": POSITIVE,
+    "order": one_of(1, 2),
+    "validation": one_of("every_epoch", "final_epoch"),
+    "arch_lr": POSITIVE,
+    "arch_betas": list_of(number(0, 1, high_open=True), 2),
+    "arch_weight_decay": NON_NEGATIVE,
+    "arch_init_std": NON_NEGATIVE,
+    "auxiliary": one_of(True, False),
+    "auxiliary_weight": NON_NEGATIVE,
+    "drop_path_prob": number(0, 1, high_open=True),
+    "cutout_length": integer(0),
+    "label_smoothing": number(0, 1, high_open=True),
+}
+
+
+def domain_for(key: str, own: Mapping[str, Domain] | None = None) -> Domain | None:
+    """The declared domain of `key` (the method's own first), else one its name implies:
+    `*_epochs` leave an epoch after them, `*_lr` are positive, `*_prob` and `*dropout*` are
+    probabilities, `*_weight_decay` non-negative. None: only the type is checked."""
+    if own and key in own:
+        return own[key]
+    if key in DOMAINS:
+        return DOMAINS[key]
+    if key.endswith("_epochs"):
+        return epochs_before_end()
+    if key.endswith("_lr"):
+        return POSITIVE
+    if key.endswith("_prob") or "dropout" in key:
+        return number(0, 1, high_open=True)
+    if key.endswith("_weight_decay"):
+        return NON_NEGATIVE
+    return None
+
+
+def _origin(protocol: Protocol, phase: str, key: str, source_file: Path | None) -> str:
+    how = protocol.provenance.get(phase, {}).get(key)
+    if how == "override":
+        return "set by --set or --sweep"
+    if how:
+        return f"scaled by the {how.partition(':')[2]} budget"
+    return f"from {source_file or config_path(protocol.method)}"
+
+
+def check_domains(protocol: Protocol, own: Mapping[str, Domain] | None = None, source_file: Path | None = None) -> None:
+    """Refuse, in one line naming the key, its value, where it came from and what is allowed,
+    the first value of any phase that lies outside its domain (or is a non-finite number)."""
+    for phase, entries in protocol.phases.items():
+        values = {key: entry.value for key, entry in entries.items()}
+        for key, value in values.items():
+            domain = domain_for(key, own)
+            finite = not (isinstance(value, float) and not math.isfinite(value))
+            if finite and (domain is None or domain.test(value, values)):
+                continue
+            allowed = domain.allowed if domain is not None else "a finite number"
+            if domain is not None and "epochs" in allowed and "epochs" in values:
+                allowed += f" (epochs = {values['epochs']})"
+            raise UserError(f"{protocol.dataset} {phase}.{key} = {json.dumps(value)} "
+                            f"({_origin(protocol, phase, key, source_file)}) is out of range: "
+                            f"it must be {allowed}")

@@ -22,12 +22,12 @@ import torch
 from nasbench_repro import catalog, environment
 from nasbench_repro.atomic import write_json, write_with
 from nasbench_repro.budgets import get_budget
-from nasbench_repro.context import Context
+from nasbench_repro.context import Context, PhaseResult
 from nasbench_repro.data import DataRequest, DataSource, resolve
 from nasbench_repro.errors import RunFailure, UserError
 from nasbench_repro.meters import PhaseMeter
-from nasbench_repro.method import Method, PhaseResult
-from nasbench_repro.protocol import Protocol, apply_overrides, load_protocol
+from nasbench_repro.method import Method
+from nasbench_repro.protocol import Protocol, apply_overrides, check_domains, load_protocol
 from nasbench_repro.records import SCHEMA_VERSION, finite_or_none, write_record
 from nasbench_repro.seeding import restore_rng_state, rng_state, seed_everything, set_determinism
 from nasbench_repro.spec import RunSpec, new_run_id, utc_now
@@ -61,7 +61,8 @@ def choose_device(request: str) -> torch.device:
 
 
 def resolve_protocol(method: type[Method], spec: RunSpec) -> Protocol:
-    """The paper protocol for the dataset, scaled by the budget, then the user's overrides."""
+    """The paper protocol for the dataset, scaled by the budget, then the user's overrides;
+    every value checked against its domain before anything runs."""
     protocol = load_protocol(spec.method, spec.dataset, method.config_file)
     missing = [phase for phase in spec.phases if phase not in protocol.phases]
     if missing:
@@ -71,6 +72,7 @@ def resolve_protocol(method: type[Method], spec: RunSpec) -> Protocol:
         )
     get_budget(spec.budget).apply(protocol)
     apply_overrides(protocol, spec.overrides, spec.phases)
+    check_domains(protocol, method.protocol_domains, method.config_file)
     return protocol
 
 

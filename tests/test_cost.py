@@ -7,8 +7,8 @@ from torch import nn
 
 from nasbench_repro.cli import main
 from nasbench_repro.cost import build_paper_network, count_madds, count_parameters_millions, genotype_cost
-from nasbench_repro.genotypes import get_published
-from nasbench_repro.networks.evaluation import NetworkImageNet
+from nasbench_repro.spaces.cnn.networks import NetworkImageNet
+from nasbench_repro.spaces.genotypes import get_published
 
 # Parameters (millions) in the papers' tables, rounded to 0.1M: shared/reference/paper_results.csv.
 PAPER_PARAMS = [

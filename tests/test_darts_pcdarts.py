@@ -15,10 +15,10 @@ from methods.pcdarts import PCDARTS
 from nasbench_repro.budgets import get_budget
 from nasbench_repro.commands.profile import saved_activation_bytes
 from nasbench_repro.differentiable import ArchitectureParameters
-from nasbench_repro.networks.search import PartialChannelMixedOp, SearchNetwork
 from nasbench_repro.protocol import apply_overrides, load_protocol
 from nasbench_repro.records import read_record
 from nasbench_repro.runner import Paths, execute
+from nasbench_repro.spaces.cnn.supernet import PartialChannelMixedOp, SearchNetwork
 from nasbench_repro.spec import RunSpec
 
 TINY_SEARCH = {"init_channels": 4, "layers": 3, "batch_size": 4}

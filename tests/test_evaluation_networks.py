@@ -6,8 +6,8 @@ import torch
 from torch import nn
 
 from nasbench_repro.errors import UserError
-from nasbench_repro.genotypes import get_published
-from nasbench_repro.networks.evaluation import Cell, NetworkCIFAR, NetworkImageNet
+from nasbench_repro.spaces.cnn.networks import Cell, NetworkCIFAR, NetworkImageNet
+from nasbench_repro.spaces.genotypes import get_published
 
 DARTS_V2 = get_published("DARTS_V2").genotype
 

@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nasbench_repro.errors import UserError
-from nasbench_repro.genotypes import (
+from nasbench_repro.spaces.cnn.ops import DARTS_PRIMITIVES, NASP_NORMAL_PRIMITIVES, NASP_REDUCE_PRIMITIVES, OP_NAMES
+from nasbench_repro.spaces.genotypes import (
     Genotype,
     RecurrentGenotype,
     cell_edge_count,
@@ -21,7 +22,6 @@ from nasbench_repro.genotypes import (
     published_genotypes,
     resolve_genotype,
 )
-from nasbench_repro.ops import DARTS_PRIMITIVES, NASP_NORMAL_PRIMITIVES, NASP_REDUCE_PRIMITIVES, OP_NAMES
 
 # As quark0/darts @f276dd3 cnn/genotypes.py prints DARTS_V2 (the repository's own formatting).
 DARTS_V2_OFFICIAL = """Genotype(normal=[('sep_conv_3x3', 0), ('sep_conv_3x3', 1), ('sep_conv_3x3', 0),

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from nasbench_repro.errors import UserError
-from nasbench_repro.ops import (
+from nasbench_repro.spaces.cnn.ops import (
     DARTS_PRIMITIVES,
     NASP_NORMAL_PRIMITIVES,
     NASP_PRIMITIVES,

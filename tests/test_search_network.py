@@ -8,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from nasbench_repro.networks.search import (
+from nasbench_repro.spaces.cnn.ops import DARTS_PRIMITIVES, NASP_NORMAL_PRIMITIVES, NASP_REDUCE_PRIMITIVES
+from nasbench_repro.spaces.cnn.supernet import (
     ArchWeights,
     MixedOp,
     PartialChannelMixedOp,
@@ -16,7 +17,6 @@ from nasbench_repro.networks.search import (
     channel_shuffle,
     make_search_op,
 )
-from nasbench_repro.ops import DARTS_PRIMITIVES, NASP_NORMAL_PRIMITIVES, NASP_REDUCE_PRIMITIVES
 
 
 def softmax_arch(num_ops=8, reduce_ops=None, requires_grad=False):

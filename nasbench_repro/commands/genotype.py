@@ -36,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def handle_list(args: argparse.Namespace) -> int:
-    from nasbench_repro.genotypes import published_genotypes
+    from nasbench_repro.spaces.genotypes import published_genotypes
 
     rows = [[entry.kind, entry.name, ", ".join(entry.aliases), entry.source] for entry in published_genotypes()]
     print(tabulate(rows, headers=["kind", "name", "aliases", "source"]))
@@ -44,7 +44,7 @@ def handle_list(args: argparse.Namespace) -> int:
 
 
 def handle_show(args: argparse.Namespace) -> int:
-    from nasbench_repro.genotypes import find_published, resolve_genotype
+    from nasbench_repro.spaces.genotypes import find_published, resolve_genotype
 
     genotype = resolve_genotype(args.name)
     print(genotype)

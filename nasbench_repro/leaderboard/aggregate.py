@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 
 from nasbench_repro import catalog
 from nasbench_repro.budgets import BUDGETS
-from nasbench_repro.genotypes import find_published
 from nasbench_repro.leaderboard.claims import Claim, Claims
+from nasbench_repro.spaces.genotypes import find_published
 
 PRIMARY_METRIC = {"cifar10": "test_error_pct", "imagenet": "test_error_pct", "ptb": "test_ppl", "wt2": "test_ppl"}
 REPRODUCTION_BUDGET = next(name for name, budget in BUDGETS.items() if budget.is_reproduction)

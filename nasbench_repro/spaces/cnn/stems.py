@@ -1,5 +1,4 @@
-"""Networks of the DARTS CNN cell space: the search supernet (`search`) and the evaluation
-networks trained from scratch (`evaluation`), and the stems both share."""
+"""Stems and reduction positions shared by the CNN search supernet and the evaluation networks."""
 
 from torch import nn
 

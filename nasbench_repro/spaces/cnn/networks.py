@@ -16,9 +16,9 @@ import torch
 from torch import nn
 
 from nasbench_repro.errors import UserError
-from nasbench_repro.genotypes import Genotype, Pair
-from nasbench_repro.networks import cifar_stem, imagenet_stems, reduction_layers
-from nasbench_repro.ops import FactorizedReduce, ReLUConvBN, make_op
+from nasbench_repro.spaces.cnn.ops import FactorizedReduce, ReLUConvBN, make_op
+from nasbench_repro.spaces.cnn.stems import cifar_stem, imagenet_stems, reduction_layers
+from nasbench_repro.spaces.genotypes import Genotype, Pair
 
 
 def drop_path(x: torch.Tensor, drop_prob: float) -> torch.Tensor:

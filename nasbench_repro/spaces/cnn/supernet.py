@@ -19,9 +19,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from nasbench_repro.genotypes import cell_edge_count, edge_primitives
-from nasbench_repro.networks import cifar_stem, imagenet_stems, reduction_layers
-from nasbench_repro.ops import DARTS_PRIMITIVES, FactorizedReduce, ReLUConvBN, is_pool, make_op
+from nasbench_repro.spaces.cnn.ops import DARTS_PRIMITIVES, FactorizedReduce, ReLUConvBN, is_pool, make_op
+from nasbench_repro.spaces.cnn.stems import cifar_stem, imagenet_stems, reduction_layers
+from nasbench_repro.spaces.genotypes import cell_edge_count, edge_primitives
 
 Primitives = Sequence[str] | Sequence[Sequence[str]]
 EdgeFactory = Callable[[int, int, Sequence[str]], nn.Module]

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from nasbench_repro.errors import UserError
-from nasbench_repro.ops import OP_NAMES
+from nasbench_repro.spaces.cnn.ops import OP_NAMES
 
 Pair = tuple[str, int]
 
