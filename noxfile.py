@@ -44,8 +44,13 @@ def run_in_env(session: nox.Session, tool: str, *args: str) -> None:
 
 
 def has_cuda(session: nox.Session) -> bool:
-    output = session.run(str(shared_env(session) / "python"), "-c", "import torch; print(torch.cuda.is_available())",
-                         external=True, silent=True)
+    output = session.run(
+        str(shared_env(session) / "python"),
+        "-c",
+        "import torch; print(torch.cuda.is_available())",
+        external=True,
+        silent=True,
+    )
     return "True" in (output or "")
 
 
@@ -55,20 +60,30 @@ def budget_arguments(session: nox.Session) -> list[str]:
         return []
     if has_cuda(session):
         return ["--budget", "paper"]
-    session.log("No CUDA device: running the smoke budget (minutes on a CPU; it checks the code, it does not "
-                "reproduce the paper). Pass --budget to choose.")
+    session.log(
+        "No CUDA device: running the smoke budget (minutes on a CPU; it checks the code, it does not "
+        "reproduce the paper). Pass --budget to choose."
+    )
     return ["--budget", "smoke"]
 
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The test suite (CPU); extra arguments go to pytest."""
+    """The whole test suite (CPU), slow tests included, as CI runs it; extra arguments go to pytest."""
     run_in_env(session, "pytest", *session.posargs)
+
+
+@nox.session(name="tests-fast", default=False)
+def tests_fast(session: nox.Session) -> None:
+    """The suite without the tests marked slow (end-to-end runs, subprocesses): for local work."""
+    run_in_env(session, "pytest", "-m", "not slow", *session.posargs)
 
 
 @nox.session
 def lint(session: nox.Session) -> None:
+    """ruff's checks and its formatter's verdict (nothing is rewritten: run `ruff format` yourself)."""
     run_in_env(session, "ruff", "check", "nasbench_repro", "methods", "tests", "noxfile.py")
+    run_in_env(session, "ruff", "format", "--check", "nasbench_repro", "methods", "tests", "noxfile.py")
 
 
 @nox.session
@@ -77,24 +92,64 @@ def bench(session: nox.Session) -> None:
     run_in_env(session, "pytest", "--benchmark-enable", "--benchmark-only", "--benchmark-autosave", *session.posargs)
 
 
+def regenerate_leaderboard(session: nox.Session) -> None:
+    """Rebuild reports/ from results/, so the run just recorded is on the leaderboard. reports/ is
+    the repository's view of results/: a run recorded in another folder leaves it alone."""
+    if any(arg == "--results-dir" or arg.startswith("--results-dir=") for arg in session.posargs):
+        session.log(
+            "The records went to another --results-dir: reports/ (built from results/) is left as it is; "
+            "`nasbench leaderboard --results-dir DIR --out DIR` builds a leaderboard of them."
+        )
+        return
+    run_in_env(session, "nasbench", "leaderboard")
+
+
 def _reproduce(method: str, dataset: str):
     def session_body(session: nox.Session) -> None:
-        run_in_env(session, "nasbench", "run", method, "--dataset", dataset, "--phase", "reproduce",
-                   *budget_arguments(session), *session.posargs)
+        run_in_env(
+            session,
+            "nasbench",
+            "run",
+            method,
+            "--dataset",
+            dataset,
+            "--phase",
+            "reproduce",
+            *budget_arguments(session),
+            *session.posargs,
+        )
+        regenerate_leaderboard(session)
 
-    session_body.__doc__ = f"Search then evaluate {method} on {dataset} (extra arguments go to nasbench run)."
+    session_body.__doc__ = (
+        f"Search then evaluate {method} on {dataset}, then rebuild reports/ (extra arguments go to nasbench run)."
+    )
     return session_body
 
 
 for _info in MISSION_METHODS:
     nox.session(name=f"reproduce-{_info.name}", default=False)(_reproduce(_info.name, _info.headline_dataset))
+# The language-model track's main job: DARTS's recurrent cell searched and trained on Penn Treebank
+nox.session(name="reproduce-darts-ptb", default=False)(_reproduce("darts", "ptb"))
 
 
 @nox.session(name="pcdarts-k-ablation", default=False)
 def pcdarts_k_ablation(session: nox.Session) -> None:
-    """PC-DARTS with K = 1, 2, 4, 8 on CIFAR-10, one record per K."""
-    run_in_env(session, "nasbench", "run", "pcdarts", "--dataset", "cifar10", "--phase", "reproduce",
-               "--sweep", "k=1,2,4,8", *budget_arguments(session), *session.posargs)
+    """PC-DARTS with K = 1, 2, 4, 8 on CIFAR-10, one record per K, then rebuild reports/."""
+    run_in_env(
+        session,
+        "nasbench",
+        "run",
+        "pcdarts",
+        "--dataset",
+        "cifar10",
+        "--phase",
+        "reproduce",
+        "--sweep",
+        "k=1,2,4,8",
+        *budget_arguments(session),
+        *session.posargs,
+    )
+    regenerate_leaderboard(session)
 
 
 @nox.session

@@ -19,6 +19,7 @@ from nasbench_repro.differentiable import DifferentiableMethod
 
 class DARTS(DifferentiableMethod):
     name = "darts"
+    search_kinds = ("cnn", "rnn")  # the CNN cell on CIFAR-10, the recurrent cell on PTB (DARTS Sec. 3)
 
     def variant(self, protocol) -> str:
         return "1st order" if protocol.phase("search").order == 1 else "2nd order"

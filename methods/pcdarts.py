@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 
 from nasbench_repro.differentiable import DifferentiableMethod
-from nasbench_repro.protocol import Domain
+from nasbench_repro.protocol import Domain, one_of
 from nasbench_repro.spaces.cnn.supernet import PartialChannelMixedOp
 
 ALLOWED_K = (1, 2, 4, 8)  # the paper's ablation (Fig. 3)
@@ -27,9 +27,16 @@ ALLOWED_K = (1, 2, 4, 8)  # the paper's ablation (Fig. 3)
 
 class PCDARTS(DifferentiableMethod):
     name = "pcdarts"
+    search_refusals = {
+        "rnn": "PC-DARTS searched CNN cells only (its paper and yuhuixu1993/PC-DARTS have no recurrent search)"
+    }
     protocol_domains = {
-        "k": Domain(f"one of {', '.join(map(str, ALLOWED_K))} that divides init_channels",
-                    lambda k, values: k in ALLOWED_K and values.get("init_channels", k) % k == 0),
+        "k": Domain(
+            f"one of {', '.join(map(str, ALLOWED_K))} that divides init_channels",
+            lambda k, values: type(k) is int and k in ALLOWED_K and values.get("init_channels", k) % k == 0,
+            depends_on=("init_channels",),
+        ),
+        "edge_normalization": one_of(True, False),
     }
 
     def edge_factory(self, protocol):

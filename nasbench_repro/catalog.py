@@ -30,12 +30,16 @@ class MethodInfo:
 
 
 MISSION_METHODS: tuple[MethodInfo, ...] = (
-    MethodInfo("nas-rl", "NAS-RL (REINFORCE controller)", "Zoph & Le, ICLR 2017", "cifar10",
-               "methods.nas_rl:NASRL"),
+    MethodInfo("nas-rl", "NAS-RL (REINFORCE controller)", "Zoph & Le, ICLR 2017", "cifar10", "methods.nas_rl:NASRL"),
     MethodInfo("random", "Random search", "Li & Talwalkar, UAI 2019", "cifar10", "methods.random_search:RandomSearch"),
     MethodInfo("grid", "Grid search", "baseline", "cifar10", "methods.grid_search:GridSearch"),
-    MethodInfo("evolution", "Regularized evolution", "Real et al., AAAI 2019", "cifar10",
-               "methods.evolution:RegularizedEvolution"),
+    MethodInfo(
+        "evolution",
+        "Regularized evolution",
+        "Real et al., AAAI 2019",
+        "cifar10",
+        "methods.evolution:RegularizedEvolution",
+    ),
     MethodInfo("darts", "DARTS (1st and 2nd order)", "Liu et al., ICLR 2019", "cifar10", "methods.darts:DARTS"),
     MethodInfo("gdas", "GDAS", "Dong & Yang, CVPR 2019", "cifar10", "methods.gdas:GDAS"),
     MethodInfo("pcdarts", "PC-DARTS", "Xu et al., ICLR 2020", "cifar10", "methods.pcdarts:PCDARTS"),

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from nasbench_repro import __version__
 from nasbench_repro.errors import RunFailure, UserError
 
-COMMANDS = ("run", "list", "profile", "genotype", "leaderboard", "stability")
+COMMANDS = ("run", "show", "list", "profile", "genotype", "leaderboard", "stability")
 
 
 class OneLineParser(argparse.ArgumentParser):

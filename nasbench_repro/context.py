@@ -21,7 +21,9 @@ import torch
 
 from nasbench_repro import progress
 from nasbench_repro.atomic import write_with
+from nasbench_repro.data import DataRequest
 from nasbench_repro.errors import DivergenceError
+from nasbench_repro.executors import ExecutorChoice
 from nasbench_repro.meters import PhaseMeter
 from nasbench_repro.protocol import PhaseProtocol
 from nasbench_repro.seeding import restore_rng_state, rng_state
@@ -56,6 +58,9 @@ class Context:
     curves: list[dict[str, Any]] = field(default_factory=list)
     epoch: int | None = None
     resumed_from_epoch: int | None = None
+    # for methods that evaluate candidates in worker processes, which load the data themselves
+    data_request: DataRequest | None = None
+    executor: ExecutorChoice = field(default_factory=ExecutorChoice)
     _data: Any = None
 
     # --- numerics -------------------------------------------------------------------------------------------
@@ -86,6 +91,12 @@ class Context:
         if self._data is None:
             self._data = self.data_factory()
         return self._data
+
+    @property
+    def evaluations_dir(self) -> Path:
+        """Beside the checkpoint: one result file per finished candidate evaluation, written
+        atomically as each one ends, so an interrupted round loses only the candidates in flight."""
+        return self.checkpoint_path.parent / f"evaluations-{self.phase}"
 
     # --- the epoch loop, checkpoints and curves ------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 from nasbench_repro.context import Context, PhaseResult
 from nasbench_repro.evaluation import train_from_scratch
+from nasbench_repro.language_model import train_language_model
 from nasbench_repro.protocol import Domain, Protocol
 from nasbench_repro.spaces.genotypes import resolve_genotype
 
@@ -27,6 +28,11 @@ class Method:
     config_file: ClassVar[Path | None] = None  # default: methods/configs/<name>.toml
     # Domains of the protocol keys only this method reads (shared keys: nasbench_repro.protocol.DOMAINS).
     protocol_domains: ClassVar[dict[str, Domain]] = {}
+    # The genotype kinds `search` produces (nasbench_repro.data.cell_kind: "cnn" on images, "rnn" on text);
+    # the runner refuses a search of another kind before anything runs, saying why where `search_refusals` does
+    # (kind -> the reason, e.g. the method's papers never searched that space).
+    search_kinds: ClassVar[tuple[str, ...]] = ("cnn",)
+    search_refusals: ClassVar[dict[str, str]] = {}
 
     def variant(self, protocol: Protocol) -> str:
         """A short label for the settings that make this run a distinct row (e.g. "2nd order")."""
@@ -36,9 +42,13 @@ class Method:
         raise NotImplementedError(f"{self.name} has no search phase")
 
     def evaluate(self, genotype: Any, ctx: Context) -> PhaseResult:
-        """Train `genotype` from scratch with the evaluation protocol (shared by all CNN methods)."""
+        """Train `genotype` from scratch with the evaluation protocol its space shares across
+        methods: a CNN on images, a recurrent cell's language model on text."""
+        if genotype.kind == "rnn":
+            return train_language_model(genotype, ctx)
         return train_from_scratch(genotype, ctx)
 
-    def load_genotype(self, text_or_data: Any) -> Any:
-        """Turn a stored dict, a registered name, a JSON file or a pasted string into a genotype."""
-        return resolve_genotype(text_or_data)
+    def load_genotype(self, text_or_data: Any, kind: str | None = None) -> Any:
+        """Turn a stored dict, a registered name, a JSON file or a pasted string into a genotype;
+        `kind` ("cnn" or "rnn", from the dataset) decides which cell a shared name such as DARTS_V2 means."""
+        return resolve_genotype(text_or_data, kind)

@@ -7,6 +7,11 @@ Every value carries its source, e.g. in `methods/configs/pcdarts.toml`:
     drop_path_prob = { value = 0.3, source = "...", alternative = { value = 0.2, source = "..." },
                        note = "why this one" }
 
+A method whose papers describe more than one protocol (DARTS's random-search baseline and
+Li & Talwalkar's weight-sharing random search) keeps the others as named variants of a
+dataset, `[cifar10.variants.<name>.<phase>]`; a variant's phase table replaces the default
+one, and phases it leaves out are shared (`nasbench run METHOD --variant NAME`).
+
 A protocol is scaled by a budget (`budgets.py`) and then by the user's `--set` overrides;
 the result keeps, per value, where it came from, so a record says exactly what ran.
 
@@ -91,6 +96,7 @@ class Protocol:
     paper: str
     phases: dict[str, dict[str, Entry]]
     provenance: dict[str, dict[str, str]] = field(default_factory=dict)  # phase -> key -> "budget:x"/"override"
+    variant: str | None = None  # a named variant of the file's protocol; None: the default one
 
     def phase(self, name: str) -> PhaseProtocol:
         return PhaseProtocol(name, {key: entry.value for key, entry in self.phases.get(name, {}).items()})
@@ -107,9 +113,12 @@ class Protocol:
         """What goes into a run record: values, sources, and what the budget or user changed."""
         return {
             "paper": self.paper,
+            "variant": self.variant,
             "values": self.values(),
-            "sources": {phase: {key: entry.describe() for key, entry in entries.items()}
-                        for phase, entries in self.phases.items()},
+            "sources": {
+                phase: {key: entry.describe() for key, entry in entries.items()}
+                for phase, entries in self.phases.items()
+            },
             "changed": {phase: dict(keys) for phase, keys in self.provenance.items() if keys},
         }
 
@@ -118,8 +127,9 @@ def config_path(method: str) -> Path:
     return CONFIG_DIR / f"{method}.toml"
 
 
-def load_protocol(method: str, dataset: str, path: Path | None = None) -> Protocol:
-    """Read `methods/configs/<method>.toml` for one dataset; malformed files fail with one line."""
+def load_protocol(method: str, dataset: str, path: Path | None = None, variant: str | None = None) -> Protocol:
+    """Read `methods/configs/<method>.toml` for one dataset (and a named variant of its
+    protocol); malformed files fail with one line."""
     path = path or config_path(method)
     try:
         document = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -133,17 +143,35 @@ def load_protocol(method: str, dataset: str, path: Path | None = None) -> Protoc
         raise UserError(
             f"method {method!r} has no protocol for dataset {dataset!r} (it has: {', '.join(datasets) or 'none'})"
         )
+    tables = dict(document[dataset])
+    variants = tables.pop("variants", {})
+    if not isinstance(variants, dict) or not all(isinstance(table, dict) for table in variants.values()):
+        raise UserError(
+            f"{path}: [{dataset}.variants] must hold one table per variant, e.g. [{dataset}.variants.NAME.search]"
+        )
+    phases = _phase_tables(path, dataset, tables)
+    if variant is not None:
+        if variant not in variants:
+            raise UserError(
+                f"method {method!r} has no variant {variant!r} for {dataset} "
+                f"(it has: {', '.join(sorted(variants)) or 'none'}); drop --variant for the default"
+            )
+        phases.update(_phase_tables(path, f"{dataset}.variants.{variant}", variants[variant]))
+    return Protocol(method=method, dataset=dataset, paper=paper, phases=phases, variant=variant)
+
+
+def _phase_tables(path: Path, where: str, tables: dict[str, Any]) -> dict[str, dict[str, Entry]]:
     phases: dict[str, dict[str, Entry]] = {}
-    for phase, table in document[dataset].items():
-        if phase not in PHASES:
-            raise UserError(f"{path}: [{dataset}.{phase}] is not a phase; use one of {', '.join(PHASES)}")
-        phases[phase] = {key: _entry(path, f"{dataset}.{phase}.{key}", raw) for key, raw in table.items()}
-    return Protocol(method=method, dataset=dataset, paper=paper, phases=phases)
+    for phase, table in tables.items():
+        if phase not in PHASES or not isinstance(table, dict):
+            raise UserError(f"{path}: [{where}.{phase}] is not a phase; use one of {', '.join(PHASES)}")
+        phases[phase] = {key: _entry(path, f"{where}.{phase}.{key}", raw) for key, raw in table.items()}
+    return phases
 
 
 def _entry(path: Path, where: str, raw: Any) -> Entry:
     if not isinstance(raw, dict) or "value" not in raw or "source" not in raw:
-        raise UserError(f"{path}: {where} must be {{ value = ..., source = \"...\" }}")
+        raise UserError(f'{path}: {where} must be {{ value = ..., source = "..." }}')
     unknown = set(raw) - {"value", "source", "alternative", "note"}
     if unknown:
         raise UserError(f"{path}: {where} has unknown field(s) {', '.join(sorted(unknown))}")
@@ -222,10 +250,11 @@ def apply_overrides(protocol: Protocol, overrides: Mapping[str, Any], active_pha
 class Domain:
     """The values one key may take: `allowed` says it in words for the error message, `test`
     decides, given the value and the other values of its phase (for rules such as
-    warm-up epochs < epochs)."""
+    warm-up epochs < epochs); `depends_on` names those other keys, so a refusal shows them."""
 
     allowed: str
     test: Callable[[Any, Mapping[str, Any]], bool]
+    depends_on: tuple[str, ...] = ()
 
 
 def _is_number(value: Any) -> bool:
@@ -238,20 +267,29 @@ def _is_integer(value: Any) -> bool:
 
 def integer(minimum: int, maximum: int | None = None) -> Domain:
     words = f"an integer >= {minimum}" if maximum is None else f"an integer from {minimum} to {maximum}"
-    return Domain(words, lambda value, _: _is_integer(value) and value >= minimum
-                  and (maximum is None or value <= maximum))
+    return Domain(
+        words, lambda value, _: _is_integer(value) and value >= minimum and (maximum is None or value <= maximum)
+    )
 
 
-def even_integer(minimum: int) -> Domain:
-    return Domain(f"an even integer >= {minimum}", lambda value, _: _is_integer(value) and value >= minimum
-                  and value % 2 == 0)
+def even_integer(minimum: int, maximum: int | None = None) -> Domain:
+    words = f"an even integer >= {minimum}" if maximum is None else f"an even integer from {minimum} to {maximum}"
+    return Domain(
+        words,
+        lambda value, _: (
+            _is_integer(value) and value >= minimum and (maximum is None or value <= maximum) and value % 2 == 0
+        ),
+    )
 
 
 def number(low: float, high: float = math.inf, *, low_open: bool = False, high_open: bool = False) -> Domain:
     """A finite number in an interval, e.g. number(0, 1, high_open=True) is [0, 1)."""
     left, right = ("(" if low_open else "["), (")" if high_open or high == math.inf else "]")
-    words = f"a number > {low}" if high == math.inf and low_open else (
-        f"a number >= {low}" if high == math.inf else f"a number in {left}{low}, {high}{right}")
+    words = (
+        f"a number > {low}"
+        if high == math.inf and low_open
+        else (f"a number >= {low}" if high == math.inf else f"a number in {left}{low}, {high}{right}")
+    )
 
     def test(value: Any, _: Mapping[str, Any]) -> bool:
         if not _is_number(value):
@@ -264,63 +302,163 @@ def number(low: float, high: float = math.inf, *, low_open: bool = False, high_o
 
 
 def one_of(*options: Any) -> Domain:
-    return Domain("one of " + ", ".join(json.dumps(option) for option in options),
-                  lambda value, _: value in options and type(value) in {type(option) for option in options})
+    return Domain(
+        "one of " + ", ".join(json.dumps(option) for option in options),
+        lambda value, _: value in options and type(value) in {type(option) for option in options},
+    )
 
 
 def epochs_before_end() -> Domain:
     """A count of leading epochs (warm-up, frozen architecture) that leaves at least one after it."""
-    return Domain("an integer with 0 <= value < epochs",
-                  lambda value, values: _is_integer(value) and 0 <= value < values.get("epochs", value + 1))
+    return Domain(
+        "an integer with 0 <= value < epochs",
+        lambda value, values: _is_integer(value) and 0 <= value < values.get("epochs", value + 1),
+        depends_on=("epochs",),
+    )
+
+
+def search_split() -> Domain:
+    """The weights' share of the search images (DARTS's train_portion): each share of
+    train_examples keeps the two images a training stream needs (`data.augment.check_stream`)."""
+
+    def test(value: Any, values: Mapping[str, Any]) -> bool:
+        if not (_is_number(value) and 0 < value < 1):
+            return False
+        examples = values.get("train_examples")
+        if not _is_integer(examples):
+            return True
+        weights = math.floor(value * examples)  # as the CIFAR split rounds it
+        return weights >= 2 and examples - weights >= 2
+
+    return Domain(
+        "a number in (0, 1) that leaves at least 2 of train_examples on each side", test, depends_on=("train_examples",)
+    )
+
+
+MAX_BATCH_SIZE = 65_536  # the papers' largest is 1,024 (ImageNet on 8 GPUs)
+
+
+def batch_size() -> Domain:
+    """Images per step: at least 2 (BatchNorm cannot train on one image: the auxiliary head's 1x1
+    map). For a language model (a phase with `bptt`), columns of tokens: train_examples must
+    fill the three rows its training loop needs (`data.text.check_rows`)."""
+
+    def test(value: Any, values: Mapping[str, Any]) -> bool:
+        if not (_is_integer(value) and 2 <= value <= MAX_BATCH_SIZE):
+            return False
+        examples = values.get("train_examples")
+        return "bptt" not in values or not _is_integer(examples) or examples // value >= 3
+
+    return Domain(
+        f"an integer from 2 to {MAX_BATCH_SIZE} (for a language model, at most train_examples // 3)",
+        test,
+        depends_on=("train_examples",),
+    )
+
+
+def evaluation_columns(examples_key: str) -> Domain:
+    """A language model's evaluation batch: columns of tokens that leave the two rows an
+    evaluation stream needs (`data.text.check_rows`)."""
+
+    def test(value: Any, values: Mapping[str, Any]) -> bool:
+        examples = values.get(examples_key)
+        return (
+            _is_integer(value)
+            and 1 <= value <= MAX_BATCH_SIZE
+            and (not _is_integer(examples) or examples // value >= 2)
+        )
+
+    return Domain(
+        f"an integer from 1 to {MAX_BATCH_SIZE}, at most {examples_key} // 2", test, depends_on=(examples_key,)
+    )
+
+
+def at_most(key: str) -> Domain:
+    """A non-negative number no larger than another key's, e.g. a schedule's floor below its start."""
+    return Domain(
+        f"a number with 0 <= value <= {key}",
+        lambda value, values: _is_number(value) and 0 <= value <= values.get(key, value),
+        depends_on=(key,),
+    )
 
 
 def list_of(element: Domain, length: int) -> Domain:
-    return Domain(f"a list of {length} values, each {element.allowed}",
-                  lambda value, values: isinstance(value, list) and len(value) == length
-                  and all(element.test(item, values) for item in value))
+    return Domain(
+        f"a list of {length} values, each {element.allowed}",
+        lambda value, values: (
+            isinstance(value, list) and len(value) == length and all(element.test(item, values) for item in value)
+        ),
+    )
 
 
 PROBABILITY = number(0, 1)
 POSITIVE = number(0, low_open=True)
 NON_NEGATIVE = number(0)
+# Learning rates: the papers use up to 20 (DARTS's recurrent cell); beyond 1000 is a typo, and
+# beyond float32's range (3.4e38) an optimizer step cannot even be taken.
+RATE = number(0, 1000, low_open=True)
+# Weight decay is a fraction of each weight taken per step: the papers use 5e-7 to 1e-3.
+DECAY = number(0, 1)
 
 # Keys shared by the methods' protocol files. A method declares its own keys' domains in
 # `Method.protocol_domains`; a key in neither gets the suffix rules of `domain_for`.
 DOMAINS: dict[str, Domain] = {
     "epochs": integer(1),
-    "batch_size": integer(1),
+    "batch_size": batch_size(),
     "train_examples": integer(2),
     "test_examples": integer(1),
-    "train_portion": number(0, 1, low_open=True, high_open=True),
-    "train_fraction": number(0, 1, low_open=True),
-    "valid_fraction": number(0, 1, low_open=True),
-    "init_channels": even_integer(2),
-    "layers": integer(3),
-    "lr": POSITIVE,
-    "lr_min": NON_NEGATIVE,
+    "train_portion": search_split(),
+    # ImageNet search subsets (PC-DARTS: 10% and 2.5% of every class), disjoint: at most half each, so neither
+    # can take every image of a class and starve the other (data.imagenet.per_class_subsets)
+    "train_fraction": number(0, 0.5, low_open=True),
+    "valid_fraction": number(0, 0.5, low_open=True),
+    # Sizes: the papers' networks use 16 to 50 channels and 5 to 20 cells (NAS-RL: 39 layers); the upper
+    # bounds leave room for wider experiments while refusing a typo that no machine can build.
+    "init_channels": even_integer(2, 128),
+    "layers": integer(3, 50),
+    "lr": RATE,
+    "lr_min": at_most("lr"),
     "lr_gamma": number(0, 1, low_open=True),
-    "lr_schedule": one_of("cosine", "exponential", "linear"),
+    "lr_schedule": one_of("cosine", "exponential", "linear", "constant"),
     "momentum": number(0, 1, high_open=True),
-    "weight_decay": NON_NEGATIVE,
+    "weight_decay": DECAY,
     "grad_clip": POSITIVE,
     "order": one_of(1, 2),
     "validation": one_of("every_epoch", "final_epoch"),
-    "arch_lr": POSITIVE,
+    "arch_lr": RATE,
     "arch_betas": list_of(number(0, 1, high_open=True), 2),
-    "arch_weight_decay": NON_NEGATIVE,
-    "arch_init_std": NON_NEGATIVE,
+    "arch_weight_decay": DECAY,
+    "arch_init_std": number(0, 1),  # the official codes use 1e-3 (α = std · randn)
+    "arch_init_mean": Domain("a finite number", lambda value, _: _is_number(value)),
+    "arch_grad_clip": POSITIVE,
+    "arch_batches": one_of("fresh", "epoch_pass"),
+    "evaluated_genotype": one_of("final", "last_logged"),
+    "nesterov": one_of(True, False),
     "auxiliary": one_of(True, False),
     "auxiliary_weight": NON_NEGATIVE,
     "drop_path_prob": number(0, 1, high_open=True),
-    "cutout_length": integer(0),
+    "cutout_length": integer(0, 224),  # a side in pixels: 16 on CIFAR; none wider than an ImageNet crop
     "label_smoothing": number(0, 1, high_open=True),
+    # language models (PTB, WikiText-2); an example is a token (nasbench_repro/data/text.py)
+    "valid_examples": integer(1),
+    "valid_batch_size": evaluation_columns("valid_examples"),
+    "test_batch_size": evaluation_columns("test_examples"),
+    # the papers: 300 to 850 units and windows of 35 (+ up to 20) tokens; the bounds refuse typos
+    "hidden_size": integer(1, 4096),
+    "bptt": integer(1, 1000),
+    "bptt_std": number(0, 1000),
+    "bptt_max_delta": integer(0, 1000),
+    "asgd_nonmono": integer(1),
+    "asgd_trigger": one_of("best_before_last_nonmono", "best_so_far"),
+    "activation_regularization": NON_NEGATIVE,
+    "temporal_activation_regularization": NON_NEGATIVE,
 }
 
 
 def domain_for(key: str, own: Mapping[str, Domain] | None = None) -> Domain | None:
     """The declared domain of `key` (the method's own first), else one its name implies:
-    `*_epochs` leave an epoch after them, `*_lr` are positive, `*_prob` and `*dropout*` are
-    probabilities, `*_weight_decay` non-negative. None: only the type is checked."""
+    `*_epochs` leave an epoch after them, `*_lr` are learning rates, `*_prob` and `*dropout*`
+    are probabilities, `*_weight_decay` are decays. None: only the type is checked."""
     if own and key in own:
         return own[key]
     if key in DOMAINS:
@@ -328,36 +466,55 @@ def domain_for(key: str, own: Mapping[str, Domain] | None = None) -> Domain | No
     if key.endswith("_epochs"):
         return epochs_before_end()
     if key.endswith("_lr"):
-        return POSITIVE
+        return RATE
     if key.endswith("_prob") or "dropout" in key:
         return number(0, 1, high_open=True)
     if key.endswith("_weight_decay"):
-        return NON_NEGATIVE
+        return DECAY
     return None
 
 
-def _origin(protocol: Protocol, phase: str, key: str, source_file: Path | None) -> str:
+def _changed_by(protocol: Protocol, phase: str, key: str) -> str | None:
     how = protocol.provenance.get(phase, {}).get(key)
     if how == "override":
         return "set by --set or --sweep"
-    if how:
-        return f"scaled by the {how.partition(':')[2]} budget"
-    return f"from {source_file or config_path(protocol.method)}"
+    return f"scaled by the {how.partition(':')[2]} budget" if how else None
+
+
+def _with_change(protocol: Protocol, phase: str, key: str, value: Any) -> str:
+    how = _changed_by(protocol, phase, key)
+    return f"{key} = {json.dumps(value)}" + (f", {how}" if how else "")
+
+
+def _check_order(protocol: Protocol, phase: str, key: str, own: Mapping[str, Domain] | None) -> tuple[bool, int]:
+    """Single-key rules before rules over several keys; then set by the user, scaled by a budget, from the file."""
+    domain = domain_for(key, own)
+    how = protocol.provenance.get(phase, {}).get(key)
+    return domain is not None and bool(domain.depends_on), 0 if how == "override" else 1 if how else 2
 
 
 def check_domains(protocol: Protocol, own: Mapping[str, Domain] | None = None, source_file: Path | None = None) -> None:
     """Refuse, in one line naming the key, its value, where it came from and what is allowed,
-    the first value of any phase that lies outside its domain (or is a non-finite number)."""
+    a value of any phase that lies outside its domain (or is a non-finite number). A rule over
+    several keys runs after the keys it reads passed their own; among the rest, values the
+    user set come first, then those a budget scaled, so a refusal names the user's own key
+    where it can and shows the other keys' values."""
     for phase, entries in protocol.phases.items():
         values = {key: entry.value for key, entry in entries.items()}
-        for key, value in values.items():
+        for key in sorted(values, key=lambda key, phase=phase: _check_order(protocol, phase, key, own)):
+            value = values[key]
             domain = domain_for(key, own)
             finite = not (isinstance(value, float) and not math.isfinite(value))
             if finite and (domain is None or domain.test(value, values)):
                 continue
             allowed = domain.allowed if domain is not None else "a finite number"
-            if domain is not None and "epochs" in allowed and "epochs" in values:
-                allowed += f" (epochs = {values['epochs']})"
-            raise UserError(f"{protocol.dataset} {phase}.{key} = {json.dumps(value)} "
-                            f"({_origin(protocol, phase, key, source_file)}) is out of range: "
-                            f"it must be {allowed}")
+            others = [
+                _with_change(protocol, phase, name, values[name])
+                for name in (domain.depends_on if domain is not None else ())
+                if name in values
+            ]
+            origin = _changed_by(protocol, phase, key) or f"from {source_file or config_path(protocol.method)}"
+            raise UserError(
+                f"{protocol.dataset} {phase}.{key} = {json.dumps(value)} ({origin}) is out of range: "
+                f"it must be {allowed}" + (f" ({'; '.join(others)})" if others else "")
+            )

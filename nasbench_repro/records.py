@@ -45,6 +45,25 @@ REQUIRED = {
 SPEC_FIELDS = ("method", "dataset", "phase", "seed", "budget", "overrides")
 
 
+# Record fields in order of preference, with the short name tables print. On CPU the bytes saved
+# for backward are preferred to RSS: they are exact and per run, while RSS keeps the allocator's
+# high-water mark across the runs of one process (a --sweep) and includes the interpreter.
+PEAK_MEMORY_KINDS = (
+    ("cuda_max_allocated_bytes", "cuda"),
+    ("saved_tensors_peak_bytes", "activations"),
+    ("rss_peak_bytes", "rss"),
+)
+
+
+def phase_peak_memory(phase_cost: dict | None) -> tuple[int | None, str | None]:
+    """One phase's peak in bytes, of the most preferred kind it recorded, and that kind."""
+    peaks = (phase_cost or {}).get("peak_memory") or {}
+    for name, kind in PEAK_MEMORY_KINDS:
+        if peaks.get(name) is not None:
+            return peaks[name], kind
+    return None, None
+
+
 class InvalidRecordError(UserError):
     """One or more files under results/ are not valid run records."""
 
@@ -157,9 +176,8 @@ def flatten(record: dict) -> dict:
     for phase in ("search", "evaluate"):
         row[f"{phase}_gpu_days"] = _phase_cost(record, phase, "gpu_days")
         row[f"{phase}_wall_seconds"] = _phase_cost(record, phase, "wall_seconds")
-        cuda_peak = _phase_cost(record, phase, "peak_memory", "cuda_max_allocated_bytes")
-        row[f"{phase}_peak_memory_bytes"] = (
-            cuda_peak if cuda_peak is not None else _phase_cost(record, phase, "peak_memory", "rss_peak_bytes")
+        row[f"{phase}_peak_memory_bytes"], row[f"{phase}_peak_memory_kind"] = phase_peak_memory(
+            record["cost"].get(phase)
         )
         row[f"{phase}_saved_tensors_peak_bytes"] = _phase_cost(record, phase, "peak_memory", "saved_tensors_peak_bytes")
     row["path"] = record.get("_path")

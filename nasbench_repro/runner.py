@@ -23,8 +23,9 @@ from nasbench_repro import catalog, environment
 from nasbench_repro.atomic import write_json, write_with
 from nasbench_repro.budgets import get_budget
 from nasbench_repro.context import Context, PhaseResult
-from nasbench_repro.data import DataRequest, DataSource, resolve
+from nasbench_repro.data import SEARCH_REFUSALS, DataRequest, DataSource, cell_kind, resolve
 from nasbench_repro.errors import RunFailure, UserError
+from nasbench_repro.executors import DEFAULT_EXECUTOR, ExecutorChoice
 from nasbench_repro.meters import PhaseMeter
 from nasbench_repro.method import Method
 from nasbench_repro.protocol import Protocol, apply_overrides, check_domains, load_protocol
@@ -60,10 +61,34 @@ def choose_device(request: str) -> torch.device:
     return torch.device("cpu")
 
 
+def refuse_unsupported_search(method: type[Method], spec: RunSpec) -> None:
+    """One line, before anything else, for a search on a dataset no paper searches on, or of a
+    cell space the method does not search (with the method's reason where it gives one)."""
+    if "search" not in spec.phases:
+        return
+    if spec.dataset in SEARCH_REFUSALS:
+        raise UserError(f"no search on {spec.dataset}: {SEARCH_REFUSALS[spec.dataset]}")
+    kind = cell_kind(spec.dataset)
+    if kind in method.search_kinds:
+        return
+    if kind in method.search_refusals:
+        raise UserError(
+            f"{spec.method} does not search the {kind.upper()} cell space of {spec.dataset}: "
+            f"{method.search_refusals[kind]}"
+        )
+    raise UserError(
+        f"{spec.method} cannot search the {kind.upper()} cell space of {spec.dataset} yet (it searches "
+        f"{', '.join(k.upper() for k in method.search_kinds)} cells); train a given cell with "
+        f"--phase evaluate --genotype NAME"
+    )
+
+
 def resolve_protocol(method: type[Method], spec: RunSpec) -> Protocol:
     """The paper protocol for the dataset, scaled by the budget, then the user's overrides;
-    every value checked against its domain before anything runs."""
-    protocol = load_protocol(spec.method, spec.dataset, method.config_file)
+    every value checked against its domain before anything runs (and first, a search no paper
+    describes refused)."""
+    refuse_unsupported_search(method, spec)
+    protocol = load_protocol(spec.method, spec.dataset, method.config_file, spec.variant)
     missing = [phase for phase in spec.phases if phase not in protocol.phases]
     if missing:
         raise UserError(
@@ -125,9 +150,16 @@ def _run_logging(path: Path) -> Iterator[None]:
         handler.close()
 
 
-def execute(spec: RunSpec | None = None, paths: Paths = Paths(), resume: str | None = None,
-            notify=lambda line: print(line, file=sys.stderr)) -> RunOutcome:
-    """Run (or resume) one spec to a record. User errors before the start raise UserError."""
+def execute(
+    spec: RunSpec | None = None,
+    paths: Paths = Paths(),
+    resume: str | None = None,
+    notify=lambda line: print(line, file=sys.stderr),
+    executor: ExecutorChoice = DEFAULT_EXECUTOR,
+) -> RunOutcome:
+    """Run (or resume) one spec to a record. User errors before the start raise UserError.
+    `executor` says where methods that evaluate candidates in parallel run them (a resumed
+    run may use another: it changes no result)."""
     if resume is not None:
         run_dir = RunDirectory(paths.runs_dir / resume)
         if not run_dir.spec_file.exists():
@@ -144,14 +176,16 @@ def execute(spec: RunSpec | None = None, paths: Paths = Paths(), resume: str | N
 
     method_class = catalog.get_method(spec.method)
     protocol = resolve_protocol(method_class, spec)
+    kind = cell_kind(spec.dataset)
     device = choose_device(spec.device)
     if spec.precision == "bf16" and device.type != "cuda":
         raise UserError("--precision bf16 needs a CUDA device; use --precision fp32 on CPU")
-    source = resolve(DataRequest(spec.dataset, paths.data_root, spec.budget, spec.allow_unofficial_data))
-    for line in source.notices:
-        notify(line)
+    request = DataRequest(spec.dataset, paths.data_root, spec.budget, spec.allow_unofficial_data)
+    source = resolve(request)
     method = method_class()
-    genotype = method.load_genotype(spec.genotype) if spec.genotype else None
+    genotype = method.load_genotype(spec.genotype, kind) if spec.genotype else None
+    for line in source.notices:  # after every check of the input, so bad input stays one line
+        notify(line)
     # an evaluation-only run is about the cell it was given, not the search settings
     variant = method.variant(protocol) if "search" in spec.phases else "given cell"
 
@@ -159,10 +193,14 @@ def execute(spec: RunSpec | None = None, paths: Paths = Paths(), resume: str | N
         run_id, started = new_run_id(spec, source.name), utc_now()
         run_dir = RunDirectory(paths.runs_dir / run_id)  # write_json creates the folder
         write_json(run_dir.spec_file, {"spec": spec.to_dict(), "run_id": run_id, "started_utc": started})
-    notify(f"{'resuming' if resume else 'run'} {run_id}: {spec.method} on {source.name}, budget {spec.budget}, "
-           f"seed {spec.seed}, {device.type}; checkpoints in {run_dir.root}")
+    notify(
+        f"{'resuming' if resume else 'run'} {run_id}: {spec.method} on {source.name}, budget {spec.budget}, "
+        f"seed {spec.seed}, {device.type}; checkpoints in {run_dir.root}"
+    )
 
-    plan = RunPlan(spec, run_id, started, method, variant, protocol, device, source, run_dir, paths.results_dir)
+    plan = RunPlan(
+        spec, run_id, started, method, variant, protocol, device, source, run_dir, paths.results_dir, request, executor
+    )
     with _run_logging(run_dir.root / "run.log"):
         return _run(plan, genotype)
 
@@ -181,6 +219,8 @@ class RunPlan:
     source: DataSource
     run_dir: RunDirectory
     results_dir: Path
+    request: DataRequest
+    executor: ExecutorChoice
 
 
 def _run(plan: RunPlan, genotype: Any) -> RunOutcome:
@@ -207,7 +247,12 @@ def _run(plan: RunPlan, genotype: Any) -> RunOutcome:
         "metrics": {},
         "cost": {},
         "curves": {},
-        "environment": {**environment.describe(device, 1), "determinism": determinism, "precision": spec.precision},
+        "environment": {
+            **environment.describe(device, 1),
+            "determinism": determinism,
+            "precision": spec.precision,
+            "executor": plan.executor.describe(),
+        },
         "started_utc": plan.started,
         "status": "interrupted",
         "reason": None,
@@ -241,8 +286,9 @@ def _run(plan: RunPlan, genotype: Any) -> RunOutcome:
     return RunOutcome(path, record["status"], record["reason"], plan.run_id)
 
 
-def _phase(plan: RunPlan, phase: str, generator: torch.Generator, load_data: Callable[[], Any], genotype: Any,
-           record: dict) -> PhaseResult:
+def _phase(
+    plan: RunPlan, phase: str, generator: torch.Generator, load_data: Callable[[], Any], genotype: Any, record: dict
+) -> PhaseResult:
     """Run one phase, or reload it when an earlier attempt finished it, and fold it into the record.
 
     A finished phase also stores the random streams as they were at its end, so the next phase
@@ -252,9 +298,18 @@ def _phase(plan: RunPlan, phase: str, generator: torch.Generator, load_data: Cal
     done = run_dir.finished(phase)
     if done is None:
         meter = PhaseMeter(plan.device)
-        ctx = Context(spec=plan.spec, phase=phase, protocol=plan.protocol.phase(phase), device=plan.device,
-                      generator=generator, meter=meter, checkpoint_path=run_dir.checkpoint(phase),
-                      data_factory=load_data)
+        ctx = Context(
+            spec=plan.spec,
+            phase=phase,
+            protocol=plan.protocol.phase(phase),
+            device=plan.device,
+            generator=generator,
+            meter=meter,
+            checkpoint_path=run_dir.checkpoint(phase),
+            data_factory=load_data,
+            data_request=plan.request,
+            executor=plan.executor,
+        )
         log.info("phase %s starts", phase)
         try:
             with meter:

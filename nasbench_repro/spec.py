@@ -24,6 +24,7 @@ class RunSpec:
     seed: int = 0
     budget: str = "paper"
     overrides: dict[str, Any] = field(default_factory=dict)
+    variant: str | None = None  # a named variant of the method's protocol file; None: its default protocol
     genotype: str | None = None  # evaluate phase: a registered name, JSON file or pasted string
     device: str = "auto"
     precision: str = "fp32"

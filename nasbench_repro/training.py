@@ -36,13 +36,21 @@ class RunningClassification:
         """Mean loss, accuracies (fractions) and example count; the only host sync of an epoch."""
         values = torch.stack([self.loss, self.top1, self.top5]).cpu().tolist()
         count = max(self.count, 1)
-        return {"loss": values[0] / count, "acc": values[1] / count, "top5_acc": values[2] / count,
-                "examples": self.count}
+        return {
+            "loss": values[0] / count,
+            "acc": values[1] / count,
+            "top5_acc": values[2] / count,
+            "examples": self.count,
+        }
 
 
 @torch.no_grad()
-def evaluate_classifier(forward: Callable[[torch.Tensor], torch.Tensor], batches: Iterable, device: torch.device,
-                        autocast: Callable = contextlib.nullcontext) -> dict[str, float]:
+def evaluate_classifier(
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    batches: Iterable,
+    device: torch.device,
+    autocast: Callable = contextlib.nullcontext,
+) -> dict[str, float]:
     """Loss and accuracy of `forward` (logits) over `batches`, model already in eval mode."""
     running = RunningClassification(device)
     for images, labels in batches:
@@ -52,21 +60,34 @@ def evaluate_classifier(forward: Callable[[torch.Tensor], torch.Tensor], batches
     return running.summary()
 
 
-def lr_schedule(optimizer: torch.optim.Optimizer, schedule: str, epochs: int, *, lr_min: float = 0.0,
-                gamma: float = 0.97, warmup_epochs: int = 0) -> torch.optim.lr_scheduler.LRScheduler:
+LR_SCHEDULES = ("cosine", "exponential", "linear", "constant")
+
+
+def lr_schedule(
+    optimizer: torch.optim.Optimizer,
+    schedule: str,
+    epochs: int,
+    *,
+    lr_min: float = 0.0,
+    gamma: float = 0.97,
+    warmup_epochs: int = 0,
+) -> torch.optim.lr_scheduler.LRScheduler:
     """Per-epoch schedules the papers use: `cosine` (to lr_min; DARTS, PC-DARTS CIFAR),
     `exponential` (×gamma each epoch; DARTS ImageNet), `linear` (to zero; PC-DARTS and
-    P-DARTS ImageNet). During the first `warmup_epochs` the scheduled rate is scaled by
-    (epoch + 1) / warmup_epochs, as PC-DARTS does for its large ImageNet batches."""
+    P-DARTS ImageNet), `constant` (DARTS's recurrent search). During the first `warmup_epochs`
+    the scheduled rate is scaled by (epoch + 1) / warmup_epochs, as PC-DARTS does for its large
+    ImageNet batches."""
     base = optimizer.param_groups[0]["lr"]
-    if schedule not in ("cosine", "exponential", "linear"):
-        raise UserError(f"unknown learning-rate schedule {schedule!r}; use cosine, exponential or linear")
+    if schedule not in LR_SCHEDULES:
+        raise UserError(f"unknown learning-rate schedule {schedule!r}; use {', '.join(LR_SCHEDULES)}")
 
     def scheduled(epoch: int) -> float:
         if schedule == "cosine":
             return (lr_min + (base - lr_min) * (1 + math.cos(math.pi * epoch / epochs)) / 2) / base
         if schedule == "exponential":
             return gamma**epoch
+        if schedule == "constant":
+            return 1.0
         return 1 - epoch / epochs
 
     def factor(epoch: int) -> float:

@@ -141,9 +141,14 @@ def write_release(folder: Path, train_per_batch: int = 12, test_count: int = 20,
     folder.mkdir(parents=True, exist_ok=True)
     for number, name in enumerate(TRAIN_FILES):
         part = slice(number * train_per_batch, (number + 1) * train_per_batch)
-        (folder / name).write_bytes(batch_bytes(train_images[part], list(train_labels[part]),
-                                                f"training batch {number + 1} of 5"))
+        (folder / name).write_bytes(
+            batch_bytes(train_images[part], list(train_labels[part]), f"training batch {number + 1} of 5")
+        )
     (folder / "test_batch").write_bytes(batch_bytes(test_images, list(test_labels), "testing batch 1 of 1"))
     (folder / "batches.meta").write_bytes(meta_bytes(train_per_batch))
-    return {"train_images": train_images, "train_labels": train_labels,
-            "test_images": test_images, "test_labels": test_labels}
+    return {
+        "train_images": train_images,
+        "train_labels": train_labels,
+        "test_images": test_images,
+        "test_labels": test_labels,
+    }

@@ -31,20 +31,29 @@ def tiny_problem(seed: int):
 
 
 def exact_unrolled_gradient(loss, weights, alpha, train, valid, lr, buffers, momentum, weight_decay):
-    """∇α L_val(w′(α), α) with w′ = w − ξ(momentum·buf + ∇w L_train + wd·w), differentiated exactly."""
+    """∇α L_val(w′(α), α) with w′ = w − ξ(momentum·buf + ∇w L_train + wd·w), differentiated exactly,
+    and its direct part ∇α L_val(w′, α) with w′ held fixed."""
     grads = torch.autograd.grad(loss(weights, train), list(weights.values()), create_graph=True)
-    unrolled = {name: weights[name] - lr * (momentum * buffers[name] + grad + weight_decay * weights[name])
-                for name, grad in zip(weights, grads, strict=True)}
-    return torch.autograd.grad(loss(unrolled, valid), alpha)[0]
+    unrolled = {
+        name: weights[name] - lr * (momentum * buffers[name] + grad + weight_decay * weights[name])
+        for name, grad in zip(weights, grads, strict=True)
+    }
+    exact = torch.autograd.grad(loss(unrolled, valid), alpha, retain_graph=True)[0]
+    fixed = {name: value.detach().requires_grad_() for name, value in unrolled.items()}
+    return exact, torch.autograd.grad(loss(fixed, valid), alpha)[0]
 
 
 @settings(max_examples=20, deadline=None)
 @given(seed=st.integers(0, 10_000), lr=st.sampled_from([0.025, 0.1, 0.5]))
 def test_second_order_gradient_matches_exact_autograd(seed, lr):
+    """Only the Hessian-vector product is approximated (central differences), so the error is
+    measured against the size of the two terms it sums: they can cancel, and then the
+    gradient's own norm would make a correct approximation look wrong (seed 1586, lr 0.5)."""
     loss, weights, alpha, train, valid, buffers = tiny_problem(seed)
-    exact = exact_unrolled_gradient(loss, weights, alpha, train, valid, lr, buffers, 0.9, 3e-4)
+    exact, direct = exact_unrolled_gradient(loss, weights, alpha, train, valid, lr, buffers, 0.9, 3e-4)
     approximate = second_order_arch_gradient(loss, weights, [alpha], train, valid, lr, buffers, 0.9, 3e-4)[0]
-    relative_error = (approximate - exact).norm() / exact.norm()
+    scale = direct.norm() + (exact - direct).norm()
+    relative_error = (approximate - exact).norm() / scale
     assert relative_error < 1e-3, f"relative error {relative_error:.2e}"
 
 
@@ -58,7 +67,7 @@ def test_second_order_differs_from_first_order():
 @given(logits=st.lists(st.floats(-5, 5), min_size=14, max_size=14))
 def test_edge_normalization_is_a_softmax_per_node(logits):
     weights = softmax_per_node(torch.tensor(logits, dtype=torch.float64))
-    sums = [weights[start:start + inputs].sum().item() for start, inputs in ((0, 2), (2, 3), (5, 4), (9, 5))]
+    sums = [weights[start : start + inputs].sum().item() for start, inputs in ((0, 2), (2, 3), (5, 4), (9, 5))]
     assert all(abs(total - 1) < 1e-12 for total in sums)
 
 

@@ -21,23 +21,37 @@ def cli(capsys, *args):
 
 
 def run_args(paths, *extra):
-    return ["run", "tiny", "--dataset", "toy", "--results-dir", str(paths.results_dir),
-            "--runs-dir", str(paths.runs_dir), "--data-root", str(paths.data_root), *extra]
+    return [
+        "run",
+        "tiny",
+        "--dataset",
+        "toy",
+        "--results-dir",
+        str(paths.results_dir),
+        "--runs-dir",
+        str(paths.runs_dir),
+        "--data-root",
+        str(paths.data_root),
+        *extra,
+    ]
 
 
-@pytest.mark.parametrize("args, problem", [
-    (["run", "no-such-method"], "unknown method 'no-such-method'"),
-    (["run", "tiny", "--dataset", "imagenet"], "no protocol for dataset 'imagenet'"),
-    (["run", "tiny", "--dataset", "toy", "--set", "bogus=1"], "unknown override 'bogus'"),
-    (["run", "tiny", "--dataset", "toy", "--set", "search.lr=fast"], "expected float"),
-    (["run", "tiny", "--dataset", "toy", "--set", "lr"], "expected key=value"),
-    (["run", "tiny", "--dataset", "toy", "--phase", "evaluate"], "needs --genotype"),
-    (["run", "tiny", "--dataset", "toy", "--precision", "bf16", "--device", "cpu"], "bf16 needs a CUDA device"),
-    (["run", "tiny", "--dataset", "toy", "--resume", "missing-run"], "no run 'missing-run'"),
-    (["run", "tiny", "--budget", "huge"], "invalid choice: 'huge'"),
-    (["run", "tiny", "--seeds", "one"], "invalid int value"),
-    (["frobnicate"], "invalid choice: 'frobnicate'"),
-])
+@pytest.mark.parametrize(
+    "args, problem",
+    [
+        (["run", "no-such-method"], "unknown method 'no-such-method'"),
+        (["run", "tiny", "--dataset", "imagenet"], "no protocol for dataset 'imagenet'"),
+        (["run", "tiny", "--dataset", "toy", "--set", "bogus=1"], "unknown override 'bogus'"),
+        (["run", "tiny", "--dataset", "toy", "--set", "search.lr=fast"], "expected float"),
+        (["run", "tiny", "--dataset", "toy", "--set", "lr"], "expected key=value"),
+        (["run", "tiny", "--dataset", "toy", "--phase", "evaluate"], "needs --genotype"),
+        (["run", "tiny", "--dataset", "toy", "--precision", "bf16", "--device", "cpu"], "bf16 needs a CUDA device"),
+        (["run", "tiny", "--dataset", "toy", "--resume", "missing-run"], "no run 'missing-run'"),
+        (["run", "tiny", "--budget", "huge"], "invalid choice: 'huge'"),
+        (["run", "tiny", "--seeds", "one"], "invalid int value"),
+        (["frobnicate"], "invalid choice: 'frobnicate'"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(tiny, capsys, args, problem):
     code, _, err = cli(capsys, *args)
     assert code == 2
@@ -54,9 +68,11 @@ def test_unimplemented_mission_method_is_one_line(capsys):
     assert code == 2 and "not implemented yet" in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_real_process_prints_no_traceback():
-    done = subprocess.run([sys.executable, "-m", "nasbench_repro", "run", "no-such-method"],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "nasbench_repro", "run", "no-such-method"], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [done.stderr.strip()]
     assert "Traceback" not in done.stderr
@@ -72,8 +88,9 @@ def test_list_names_every_mission_method_and_dataset(capsys):
 
 
 def test_run_prints_one_record_path_per_seed_and_sweep_value(tiny, capsys):
-    code, out, _ = cli(capsys, *run_args(tiny, "--phase", "search", "--seeds", "0", "1", "--sweep", "lr=0.1,0.2",
-                                         "--budget", "smoke"))
+    code, out, _ = cli(
+        capsys, *run_args(tiny, "--phase", "search", "--seeds", "0", "1", "--sweep", "lr=0.1,0.2", "--budget", "smoke")
+    )
     assert code == 0
     paths = out.split()
     assert len(paths) == 4 and all(path.endswith(".json") for path in paths)

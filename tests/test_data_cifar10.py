@@ -21,7 +21,7 @@ from nasbench_repro.data.cifar10 import CifarData, CifarRelease, read_batch, rea
 from nasbench_repro.errors import DataError, UserError
 
 CPU = torch.device("cpu")
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"  # /work/shared/data beside the checkout
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"  # the shared data folder beside the checkout
 
 
 def request(root: Path, budget: str = "paper", allow_unofficial: bool = False, download: bool = False) -> DataRequest:
@@ -244,10 +244,21 @@ def test_the_stand_in_is_learnable_by_a_small_cnn(stand_in_root):
     torch.manual_seed(0)
     data = resolve(request(stand_in_root, budget="smoke")).load(CPU, torch.Generator().manual_seed(0))
     network = nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(8, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(), nn.Linear(32, 10))
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(8, 16, 3, padding=1),
+        nn.BatchNorm2d(16),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1),
+        nn.BatchNorm2d(32),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(32, 10),
+    )
     optimizer = torch.optim.SGD(network.parameters(), lr=0.1, momentum=0.9)
     for _ in range(3):
         network.train()
@@ -257,8 +268,9 @@ def test_the_stand_in_is_learnable_by_a_small_cnn(stand_in_root):
             optimizer.step()
     network.eval()
     with torch.no_grad():
-        correct = sum(int((network(images).argmax(1) == labels).sum())
-                      for images, labels in data.test_batches(None, 500))
+        correct = sum(
+            int((network(images).argmax(1) == labels).sum()) for images, labels in data.test_batches(None, 500)
+        )
     assert correct / 1000 > 0.3  # chance is 0.1
 
 
@@ -342,15 +354,20 @@ def test_crops_and_flips_are_exactly_those_of_a_zero_padded_image():
     for _ in range(6):
         for batch, labels in data.train_batches(None, 5, 0):
             for pixels, label in zip(to_pixels(batch), labels.tolist(), strict=True):
-                matches = [(row, col, flip) for row in range(9) for col in range(9) for flip in (False, True)
-                           if np.array_equal(pixels, _crop(padded[label], row, col, flip))]
+                matches = [
+                    (row, col, flip)
+                    for row in range(9)
+                    for col in range(9)
+                    for flip in (False, True)
+                    if np.array_equal(pixels, _crop(padded[label], row, col, flip))
+                ]
                 assert len(matches) == 1
                 seen.add(matches[0])
     assert len(seen) > 40  # offsets and flips vary
 
 
 def _crop(image: np.ndarray, row: int, col: int, flip: bool) -> np.ndarray:
-    window = image[:, row:row + 32, col:col + 32]
+    window = image[:, row : row + 32, col : col + 32]
     return window[:, :, ::-1] if flip else window
 
 
@@ -381,8 +398,9 @@ def test_augmentation_is_reproducible_per_seed_and_differs_across_seeds():
 def test_test_batches_are_normalised_like_torchvision_in_file_order():
     images, labels = random_images(12)
     batches = epoch(make_data(images, labels).test_batches(None, 5))
-    expected = torch.stack([tvf.normalize(torch.from_numpy(image).float() / 255, cifar10.MEAN, cifar10.STD)
-                            for image in images])
+    expected = torch.stack(
+        [tvf.normalize(torch.from_numpy(image).float() / 255, cifar10.MEAN, cifar10.STD) for image in images]
+    )
     torch.testing.assert_close(torch.cat([images for images, _ in batches]), expected, rtol=0, atol=1e-5)
     assert torch.cat([labels for _, labels in batches]).tolist() == labels.tolist()
 
@@ -418,8 +436,11 @@ def write_genuine(out: Path, source: str) -> Path:
 
     if not (SHARED_DATA / "make_cifar10.py").exists():
         pytest.skip(f"the shared data folder {SHARED_DATA} is not on this machine")
-    subprocess.run([sys.executable, str(SHARED_DATA / "make_cifar10.py"), str(out), "--source", source],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, str(SHARED_DATA / "make_cifar10.py"), str(out), "--source", source],
+        check=True,
+        capture_output=True,
+    )
     return out
 
 

@@ -95,9 +95,14 @@ def test_validation_batches_match_torchvision_in_fixed_order(tree):
     stream = data.test_batches(None, 4)
     batches = list(stream)
     assert len(stream) == len(batches) == 3 and [len(images) for images, _ in batches] == [4, 4, 1]
-    reference = transforms.Compose([
-        transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor(),
-        transforms.Normalize(imagenet.MEAN, imagenet.STD)])
+    reference = transforms.Compose(
+        [
+            transforms.Resize(256),
+            transforms.CenterCrop(224),
+            transforms.ToTensor(),
+            transforms.Normalize(imagenet.MEAN, imagenet.STD),
+        ]
+    )
     expected = torch.stack([reference(Image.open(path).convert("RGB")) for path, _ in data.val.samples])
     torch.testing.assert_close(torch.cat([images for images, _ in batches]), expected, rtol=0, atol=1e-5)
     assert torch.cat([labels for _, labels in batches]).tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]

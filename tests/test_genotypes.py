@@ -40,8 +40,9 @@ PC_DARTS_OFFICIAL = (
 @st.composite
 def cells(draw):
     nodes = draw(st.integers(1, 5))
-    pairs = [(draw(st.sampled_from(OP_NAMES)), draw(st.integers(0, node + 1)))
-             for node in range(nodes) for _ in range(2)]
+    pairs = [
+        (draw(st.sampled_from(OP_NAMES)), draw(st.integers(0, node + 1))) for node in range(nodes) for _ in range(2)
+    ]
     concat = draw(st.lists(st.integers(2, nodes + 1), min_size=1, unique=True))
     return pairs, concat
 
@@ -104,40 +105,48 @@ def test_string_forms_the_repositories_use():
     assert "reduce_concat=[3, 4, 6]" in str(amoeba) and parse_genotype(str(amoeba)) == amoeba
 
 
-@pytest.mark.parametrize("text", [
-    "Genotype(normal=[('sep_conv_3x3', 0)",  # unbalanced
-    "normal=[('sep_conv_3x3', 0)]",  # not a call
-    "Network(normal=[])",  # not a Genotype
-    "Genotype(normal=__import__('os').system('true'), normal_concat=[2], reduce=None, reduce_concat=[2])",
-    "Genotype(normal=[('sep_conv_3x3', 0), ('skip_connect', 1)], normal_concat=list(range(2, 3)), reduce=None, "
-    "reduce_concat=[2])",
-    "Genotype(**{'normal': []})",
-    "Genotype(normal=[('sep_conv_3x3', 0), ('skip_connect', 1)], normal=[], normal_concat=[2], reduce=None, "
-    "reduce_concat=[2])",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Genotype(normal=[('sep_conv_3x3', 0)",  # unbalanced
+        "normal=[('sep_conv_3x3', 0)]",  # not a call
+        "Network(normal=[])",  # not a Genotype
+        "Genotype(normal=__import__('os').system('true'), normal_concat=[2], reduce=None, reduce_concat=[2])",
+        "Genotype(normal=[('sep_conv_3x3', 0), ('skip_connect', 1)], normal_concat=list(range(2, 3)), reduce=None, "
+        "reduce_concat=[2])",
+        "Genotype(**{'normal': []})",
+        "Genotype(normal=[('sep_conv_3x3', 0), ('skip_connect', 1)], normal=[], normal_concat=[2], reduce=None, "
+        "reduce_concat=[2])",
+    ],
+)
 def test_malformed_strings_are_refused_in_one_line(text):
     one_line_error(parse_genotype, text)
 
 
 def test_nothing_in_a_pasted_string_is_executed(tmp_path):
     marker = tmp_path / "ran"
-    text = (f"Genotype(normal=[(open({str(marker)!r}, 'w').write('x'), 0)], normal_concat=[2], reduce=None, "
-            f"reduce_concat=[2])")
+    text = (
+        f"Genotype(normal=[(open({str(marker)!r}, 'w').write('x'), 0)], normal_concat=[2], reduce=None, "
+        f"reduce_concat=[2])"
+    )
     one_line_error(parse_genotype, text)
     assert not marker.exists()
 
 
-@pytest.mark.parametrize(("pairs", "concat", "expected"), [
-    ([("sep_conv_3x3", 0), ("conv_9x9", 1)], [2], "unknown operation 'conv_9x9'"),
-    ([("sep_conv_3x3", 0), ("skip_connect", 2)], [2], "feeds node 2, whose inputs are 0..1"),
-    ([("sep_conv_3x3", 0), ("skip_connect", -1)], [2], "whose inputs are 0..1"),
-    ([("sep_conv_3x3", 0), ("skip_connect", 1), ("skip_connect", 2)], [2], "3 (op, input) pairs"),
-    ([], [2], "0 (op, input) pairs"),
-    ([("sep_conv_3x3", 0), ("skip_connect", 1)], [2, 3], "normal_concat [2, 3]"),
-    ([("sep_conv_3x3", 0), ("skip_connect", 1)], [2, 2], "distinct"),
-    ([("sep_conv_3x3", 0), ("skip_connect", True)], [2], "(op name, input index)"),
-    ([("sep_conv_3x3", 0), "skip_connect"], [2], "(op name, input index)"),
-])
+@pytest.mark.parametrize(
+    ("pairs", "concat", "expected"),
+    [
+        ([("sep_conv_3x3", 0), ("conv_9x9", 1)], [2], "unknown operation 'conv_9x9'"),
+        ([("sep_conv_3x3", 0), ("skip_connect", 2)], [2], "feeds node 2, whose inputs are 0..1"),
+        ([("sep_conv_3x3", 0), ("skip_connect", -1)], [2], "whose inputs are 0..1"),
+        ([("sep_conv_3x3", 0), ("skip_connect", 1), ("skip_connect", 2)], [2], "3 (op, input) pairs"),
+        ([], [2], "0 (op, input) pairs"),
+        ([("sep_conv_3x3", 0), ("skip_connect", 1)], [2, 3], "normal_concat [2, 3]"),
+        ([("sep_conv_3x3", 0), ("skip_connect", 1)], [2, 2], "distinct"),
+        ([("sep_conv_3x3", 0), ("skip_connect", True)], [2], "(op name, input index)"),
+        ([("sep_conv_3x3", 0), "skip_connect"], [2], "(op name, input index)"),
+    ],
+)
 def test_invalid_genotypes_are_one_line_user_errors(pairs, concat, expected):
     assert expected in one_line_error(Genotype, pairs, concat, None, [2])
 
@@ -162,8 +171,21 @@ def test_malformed_dicts_and_json():
 def test_every_published_genotype_has_a_source():
     entries = published_genotypes()
     names = {(entry.kind, entry.name) for entry in entries}
-    for name in ("DARTS_V1", "DARTS_V2", "NASNet", "AmoebaNet", "PC_DARTS_cifar", "PC_DARTS_image", "PDARTS",
-                 "GDAS_V1", "GDAS_F1", "GDAS_GF", "GDAS_FG", "NASP", "ASHA200"):
+    for name in (
+        "DARTS_V1",
+        "DARTS_V2",
+        "NASNet",
+        "AmoebaNet",
+        "PC_DARTS_cifar",
+        "PC_DARTS_image",
+        "PDARTS",
+        "GDAS_V1",
+        "GDAS_F1",
+        "GDAS_GF",
+        "GDAS_FG",
+        "NASP",
+        "ASHA200",
+    ):
         assert ("cnn", name) in names
     for name in ("DARTS_V1", "DARTS_V2", "ENAS", "GDAS"):
         assert ("rnn", name) in names
@@ -171,11 +193,20 @@ def test_every_published_genotype_has_a_source():
     assert get_published("GDAS_F1").genotype.reduce is None
 
 
-@pytest.mark.parametrize(("alias", "name"), [
-    ("darts_v2", "DARTS_V2"), ("DARTS", "DARTS_V2"), ("pcdarts", "PC_DARTS_cifar"), ("PC-DARTS", "PC_DARTS_cifar"),
-    ("pc_darts_imagenet", "PC_DARTS_image"), ("P-DARTS", "PDARTS"), ("gdas", "GDAS_V1"), ("gdas_frc", "GDAS_F1"),
-    (" nasp ", "NASP"),
-])
+@pytest.mark.parametrize(
+    ("alias", "name"),
+    [
+        ("darts_v2", "DARTS_V2"),
+        ("DARTS", "DARTS_V2"),
+        ("pcdarts", "PC_DARTS_cifar"),
+        ("PC-DARTS", "PC_DARTS_cifar"),
+        ("pc_darts_imagenet", "PC_DARTS_image"),
+        ("P-DARTS", "PDARTS"),
+        ("gdas", "GDAS_V1"),
+        ("gdas_frc", "GDAS_F1"),
+        (" nasp ", "NASP"),
+    ],
+)
 def test_names_are_case_insensitive_aliases(alias, name):
     assert find_published(alias).name == name
 
@@ -198,8 +229,17 @@ def test_resolve_accepts_every_form(tmp_path):
     record_file.write_text(json.dumps({"run_id": "x", "genotype": darts.to_dict()}))
     string_file = tmp_path / "genotype.txt"
     string_file.write_text(DARTS_V2_OFFICIAL)
-    for value in (darts, darts.to_dict(), "DARTS_V2", str(json_file), json_file, str(record_file), string_file,
-                  DARTS_V2_OFFICIAL, darts.to_json()):
+    for value in (
+        darts,
+        darts.to_dict(),
+        "DARTS_V2",
+        str(json_file),
+        json_file,
+        str(record_file),
+        string_file,
+        DARTS_V2_OFFICIAL,
+        darts.to_json(),
+    ):
         assert resolve_genotype(value) == darts
 
 
@@ -221,7 +261,7 @@ def test_derived_cells_take_two_distinct_inputs_and_never_none(values, multiplie
     for cell in (genotype.normal, genotype.reduce):
         assert len(cell) == 8 and all(op != "none" for op, _ in cell)
         for node in range(4):
-            (_, first), (_, second) = cell[2 * node: 2 * node + 2]
+            (_, first), (_, second) = cell[2 * node : 2 * node + 2]
             assert first != second and max(first, second) < node + 2
     assert genotype.normal_concat == tuple(range(6 - multiplier, 6))
     genotype.check_space(DARTS_PRIMITIVES, steps=4)
@@ -254,8 +294,9 @@ def test_derivation_with_per_edge_and_per_cell_op_lists():
     kept = [("sep_conv_3x3", "skip_connect", "none")] * 14
     weights = torch.tensor([[0.2, 0.3, 0.5]] * 14)
     assert {op for op, _ in derive_cell(weights, kept)} == {"skip_connect"}
-    genotype = derive_genotype(torch.rand(14, 8), torch.rand(14, 5), NASP_NORMAL_PRIMITIVES,
-                               reduce_primitives=NASP_REDUCE_PRIMITIVES)
+    genotype = derive_genotype(
+        torch.rand(14, 8), torch.rand(14, 5), NASP_NORMAL_PRIMITIVES, reduce_primitives=NASP_REDUCE_PRIMITIVES
+    )
     genotype.check_space(NASP_NORMAL_PRIMITIVES, NASP_REDUCE_PRIMITIVES, steps=4)
     assert cell_edge_count(4) == 14 and cell_edge_count(5) == 20
 

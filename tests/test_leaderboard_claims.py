@@ -19,7 +19,9 @@ def test_every_mission_method_and_dataset_has_a_headline_claim(claims):
         for dataset in catalog.MISSION_DATASETS:
             variants = claims.headline_variants(info.name, dataset)
             assert any(claims.find(info.name, variant, dataset, primary_metric(dataset)) for variant in variants), (
-                info.name, dataset)
+                info.name,
+                dataset,
+            )
 
 
 def test_published_numbers_keep_their_spread_cost_convention_and_source(claims):
@@ -59,21 +61,36 @@ def _write(path, rows):
         writer.writerows(rows)
 
 
-GOOD = {"method": "darts", "variant": "2nd order", "genotype": "DARTS_V2", "dataset": "cifar10",
-        "metric": "test_error_pct", "value": "2.76", "spread": "0.09", "gpu": "", "obtained": "mean of 10",
-        "source": "DARTS Table 1", "verified": "yes", "headline": "yes", "notes": ""}
+GOOD = {
+    "method": "darts",
+    "variant": "2nd order",
+    "genotype": "DARTS_V2",
+    "dataset": "cifar10",
+    "metric": "test_error_pct",
+    "value": "2.76",
+    "spread": "0.09",
+    "gpu": "",
+    "obtained": "mean of 10",
+    "source": "DARTS Table 1",
+    "verified": "yes",
+    "headline": "yes",
+    "notes": "",
+}
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    ({"method": "darts-x"}, "not a mission method"),
-    ({"dataset": "cifar100"}, "not a mission dataset"),
-    ({"metric": "accuracy"}, "metric 'accuracy'"),
-    ({"value": "2.7six"}, "not a number"),
-    ({"value": "", "spread": ""}, "blank value needs a note"),
-    ({"spread": "-1"}, "spread"),
-    ({"verified": "maybe"}, "verified must be yes or no"),
-    ({"source": ""}, "source is empty"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"method": "darts-x"}, "not a mission method"),
+        ({"dataset": "cifar100"}, "not a mission dataset"),
+        ({"metric": "accuracy"}, "metric 'accuracy'"),
+        ({"value": "2.7six"}, "not a number"),
+        ({"value": "", "spread": ""}, "blank value needs a note"),
+        ({"spread": "-1"}, "spread"),
+        ({"verified": "maybe"}, "verified must be yes or no"),
+        ({"source": ""}, "source is empty"),
+    ],
+)
 def test_a_malformed_claims_file_is_one_line_naming_the_line(tmp_path, change, message):
     path = tmp_path / "claims.csv"
     _write(path, [GOOD, {**GOOD, "headline": "no", **change}])

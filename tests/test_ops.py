@@ -33,8 +33,13 @@ def test_spaces_are_the_published_lists():
 
 @pytest.mark.parametrize("name", OP_NAMES)
 @settings(max_examples=20, deadline=None)
-@given(channels=st.sampled_from([2, 4, 6]), height=st.integers(1, 9), width=st.integers(1, 9),
-       stride=st.sampled_from([1, 2]), affine=st.booleans())
+@given(
+    channels=st.sampled_from([2, 4, 6]),
+    height=st.integers(1, 9),
+    width=st.integers(1, 9),
+    stride=st.sampled_from([1, 2]),
+    affine=st.booleans(),
+)
 def test_every_op_keeps_channels_and_divides_resolution_by_its_stride(name, channels, height, width, stride, affine):
     op = make_op(name, channels, stride, affine)
     out = op(torch.randn(2, channels, height, width))
@@ -84,8 +89,18 @@ def test_bn_affine_is_a_parameter(affine):
 
 # Parameter counts at C=12, stride 1, affine off, as xujinfan/NASP-codes @3bfb706 codes/genotypes.py
 # lists them in its PARAMS table (it computes them from its operations.py the same way).
-NASP_PARAMETER_COUNTS = {"conv_3x1_1x3": 864, "conv_7x1_1x7": 2016, "sep_7x7": 1464, "conv 3x3": 1296, "sep_5x5": 888,
-                         "sep_3x3": 504, "dil_conv_5x5": 444, "conv 1x1": 144, "dil_conv_3x3": 252, "skip_connect": 0}
+NASP_PARAMETER_COUNTS = {
+    "conv_3x1_1x3": 864,
+    "conv_7x1_1x7": 2016,
+    "sep_7x7": 1464,
+    "conv 3x3": 1296,
+    "sep_5x5": 888,
+    "sep_3x3": 504,
+    "dil_conv_5x5": 444,
+    "conv 1x1": 144,
+    "dil_conv_3x3": 252,
+    "skip_connect": 0,
+}
 
 
 @pytest.mark.parametrize(("name", "count"), NASP_PARAMETER_COUNTS.items())

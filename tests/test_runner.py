@@ -13,6 +13,7 @@ import tiny_method
 
 from nasbench_repro import records
 from nasbench_repro.atomic import write_json
+from nasbench_repro.cli import main
 from nasbench_repro.errors import UserError
 from nasbench_repro.runner import execute
 from nasbench_repro.spec import RunSpec
@@ -85,21 +86,38 @@ def test_interrupt_then_resume_equals_uninterrupted(tiny, phase, epoch):
     assert reproducible_part(resumed) == reproducible_part(uninterrupted)
 
 
+@pytest.mark.slow
 def test_killed_process_resumes_to_the_uninterrupted_record(tiny, tmp_path):
     """SIGKILL (no chance to clean up) after the first checkpoint; resume must still be exact."""
     _, uninterrupted = run(tiny, seed=7, phase="search")
     script = Path(tiny_method.__file__)
-    args = ["run", "tiny", "--dataset", "toy", "--phase", "search", "--seeds", "7",
-            "--results-dir", str(tiny.results_dir), "--runs-dir", str(tiny.runs_dir)]
+    args = [
+        "run",
+        "tiny",
+        "--dataset",
+        "toy",
+        "--phase",
+        "search",
+        "--seeds",
+        "7",
+        "--results-dir",
+        str(tiny.results_dir),
+        "--runs-dir",
+        str(tiny.runs_dir),
+    ]
     env = {**os.environ, "TINY_SLEEP": "1.0"}
     earlier = set(tiny.runs_dir.iterdir())
-    process = subprocess.Popen([sys.executable, str(script), str(tmp_path), *args], env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        [sys.executable, str(script), str(tmp_path), *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     deadline = time.time() + 60
     checkpoints = []
     while time.time() < deadline and not checkpoints:
-        checkpoints = [path for path in tiny.runs_dir.glob("*/checkpoint-search.pt")
-                       if path.parent not in earlier and path.stat().st_size > 0]
+        checkpoints = [
+            path
+            for path in tiny.runs_dir.glob("*/checkpoint-search.pt")
+            if path.parent not in earlier and path.stat().st_size > 0
+        ]
         time.sleep(0.05)
     assert checkpoints, "the run never wrote a checkpoint"
     process.send_signal(signal.SIGKILL)
@@ -107,11 +125,127 @@ def test_killed_process_resumes_to_the_uninterrupted_record(tiny, tmp_path):
     run_id = checkpoints[0].parent.name
     before = {path.name for path in (tiny.results_dir / "tiny" / "toy" / "paper").glob("*.json")}
     assert f"{run_id}.json" not in before, "a killed run has no record until it is resumed"
-    done = subprocess.run([sys.executable, str(script), str(tmp_path), *args, "--resume", run_id],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path), *args, "--resume", run_id],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     resumed = records.read_record(Path(done.stdout.strip()))
     assert resumed["cost"]["search"]["resumed_from_epoch"] >= 1
+    assert reproducible_part(resumed) == reproducible_part(uninterrupted)
+
+
+def test_sigterm_mid_run_is_recorded_interrupted_and_resumes_exactly(tiny, monkeypatch, capsys):
+    """SIGTERM (Slurm preemption, `kill`) in the middle of a search: exit 130 and an interrupted record
+    naming the resume command; the caller's own SIGTERM handler is back afterwards and never ran."""
+    _, uninterrupted = run(tiny, seed=4, phase="search")
+    caught = []
+
+    def callers_handler(signum, frame):
+        caught.append(signum)
+
+    args = [
+        "run",
+        "tiny",
+        "--dataset",
+        "toy",
+        "--phase",
+        "search",
+        "--seeds",
+        "4",
+        "--results-dir",
+        str(tiny.results_dir),
+        "--runs-dir",
+        str(tiny.runs_dir),
+        "--data-root",
+        str(tiny.data_root),
+    ]
+    previous = signal.signal(signal.SIGTERM, callers_handler)
+    try:
+        monkeypatch.setattr(tiny_method.TinyMethod, "terminate_at", ("search", 2))
+        code = main(args)
+        handler_after_run = signal.getsignal(signal.SIGTERM)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    out, err = capsys.readouterr()
+    assert code == 130 and handler_after_run is callers_handler and caught == []
+    record = records.read_record(Path(out.strip()))
+    assert record["status"] == "interrupted" and [row["epoch"] for row in record["curves"]["search"]] == [0, 1]
+    assert record["reason"].endswith(f"--resume {record['run_id']}") and f"--resume {record['run_id']}" in err
+    monkeypatch.setattr(tiny_method.TinyMethod, "terminate_at", None)
+    assert main([*args, "--resume", record["run_id"]]) == 0
+    resumed = records.read_record(Path(capsys.readouterr().out.strip()))
+    assert resumed["run_id"] == record["run_id"] and resumed["status"] == "complete"
+    assert resumed["cost"]["search"]["resumed_from_epoch"] == 2
+    assert reproducible_part(resumed) == reproducible_part(uninterrupted)
+
+
+def test_a_method_that_raises_is_recorded_failed_and_the_error_re_raised(tiny, monkeypatch):
+    def broken_search(self, ctx):
+        raise RuntimeError("a bug in the method")
+
+    monkeypatch.setattr(tiny_method.TinyMethod, "search", broken_search)
+    previous = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(RuntimeError, match="a bug in the method"):
+        run(tiny, phase="search")
+    assert signal.getsignal(signal.SIGTERM) is previous
+    [path] = records.record_files(tiny.results_dir)
+    record = records.read_record(path)
+    assert (record["status"], record["reason"]) == ("failed", "RuntimeError: a bug in the method")
+
+
+def test_resuming_a_run_of_another_method_or_dataset_is_refused(tiny, capsys):
+    tiny_method.TinyMethod.interrupt_at = ("search", 1)
+    outcome, _ = run(tiny, phase="search")
+    for method, dataset in (("pcdarts", "toy"), ("tiny", "cifar10")):
+        with pytest.raises(UserError, match=f"run {outcome.run_id} is tiny on toy, not {method} on {dataset}"):
+            execute(RunSpec(method=method, dataset=dataset), tiny, resume=outcome.run_id)
+    code = main(
+        [
+            "run",
+            "pcdarts",
+            "--dataset",
+            "cifar10",
+            "--resume",
+            outcome.run_id,
+            "--results-dir",
+            str(tiny.results_dir),
+            "--runs-dir",
+            str(tiny.runs_dir),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.splitlines()) == 1 and "is tiny on toy, not pcdarts on cifar10" in err
+    assert records.read_record(outcome.record_path)["status"] == "interrupted"  # the stored run is untouched
+
+
+def test_resuming_a_complete_run_retrains_nothing(tiny, monkeypatch):
+    outcome, complete = run(tiny, seed=2)
+    trained = []
+    original_train = tiny_method.TinyMethod._train
+
+    def counting_train(self, *args, **kwargs):
+        trained.append(args)
+        return original_train(self, *args, **kwargs)
+
+    monkeypatch.setattr(tiny_method.TinyMethod, "_train", counting_train)
+    again = execute(None, tiny, resume=outcome.run_id, notify=lambda line: None)
+    resumed = records.read_record(again.record_path)
+    assert trained == [] and again.record_path == outcome.record_path and resumed["status"] == "complete"
+    assert reproducible_part(resumed) == reproducible_part(complete) and resumed["cost"] == complete["cost"]
+
+
+def test_an_interrupt_before_the_first_checkpoint_resumes_from_the_start(tiny):
+    _, uninterrupted = run(tiny, seed=6)
+    tiny_method.TinyMethod.interrupt_at = ("search", 0)
+    outcome, interrupted = run(tiny, seed=6)
+    assert interrupted["status"] == "interrupted" and interrupted["curves"]["search"] == []
+    assert not (tiny.runs_dir / outcome.run_id / "checkpoint-search.pt").exists()
+    tiny_method.TinyMethod.interrupt_at = None
+    resumed = records.read_record(execute(None, tiny, resume=outcome.run_id, notify=lambda line: None).record_path)
+    assert resumed["status"] == "complete" and resumed["cost"]["search"]["resumed_from_epoch"] is None
     assert reproducible_part(resumed) == reproducible_part(uninterrupted)
 
 

@@ -1,4 +1,5 @@
-"""The search supernet: mixed ops, partial channels, hard selection, edge scales, shapes and gradients."""
+"""The search supernet: mixed ops, partial channels, hard selection, switched-off edges, edge scales,
+skip-connection dropout, the fixed reduction cell, shapes and gradients."""
 
 import functools
 
@@ -8,20 +9,23 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
+from nasbench_repro.spaces.cnn.networks import FixedReductionCell
 from nasbench_repro.spaces.cnn.ops import DARTS_PRIMITIVES, NASP_NORMAL_PRIMITIVES, NASP_REDUCE_PRIMITIVES
 from nasbench_repro.spaces.cnn.supernet import (
-    ArchWeights,
+    CellWeights,
     MixedOp,
     PartialChannelMixedOp,
     SearchNetwork,
+    SkipDropout,
     channel_shuffle,
     make_search_op,
+    set_skip_dropout,
 )
 
 
 def softmax_arch(num_ops=8, reduce_ops=None, requires_grad=False):
     alphas = [torch.randn(14, ops, requires_grad=requires_grad) for ops in (num_ops, reduce_ops or num_ops)]
-    return alphas, ArchWeights(normal=alphas[0].softmax(-1), reduce=alphas[1].softmax(-1))
+    return alphas, {"normal": CellWeights(alphas[0].softmax(-1)), "reduce": CellWeights(alphas[1].softmax(-1))}
 
 
 def test_search_ops_have_no_affine_bn_and_pools_get_one():
@@ -105,8 +109,9 @@ def test_search_network_forward_backward_shapes():
     assert all(alpha.grad is not None and alpha.grad.abs().sum() > 0 for alpha in alphas)
     assert all(p.grad is not None for p in network.parameters())
     assert [cell.reduction for cell in network.cells] == [False, True, True]
-    assert network.num_edges == 14 and not any(isinstance(p, nn.Parameter) and p.shape == (14, 8)
-                                               for p in network.parameters())
+    assert network.num_edges == 14 and not any(
+        isinstance(p, nn.Parameter) and p.shape == (14, 8) for p in network.parameters()
+    )
 
 
 def test_partial_channel_network_and_edge_scales():
@@ -115,9 +120,10 @@ def test_partial_channel_network_and_edge_scales():
     x = torch.randn(2, 3, 8, 8)
     assert network(x, arch).shape == (2, 3)
     network.eval()
-    scaled = ArchWeights(arch.normal, arch.reduce, normal_edges=torch.ones(14), reduce_edges=torch.ones(14))
+    normal, reduce = arch["normal"].ops, arch["reduce"].ops
+    scaled = {"normal": CellWeights(normal, torch.ones(14)), "reduce": CellWeights(reduce, torch.ones(14))}
     assert torch.allclose(network(x, scaled), network(x, arch))
-    halved = ArchWeights(arch.normal, arch.reduce, normal_edges=torch.full((14,), 0.5), reduce_edges=torch.ones(14))
+    halved = {"normal": CellWeights(normal, torch.full((14,), 0.5)), "reduce": CellWeights(reduce, torch.ones(14))}
     assert not torch.allclose(network(x, halved), network(x, arch))
 
 
@@ -126,8 +132,51 @@ def test_hard_selection_through_the_network_equals_one_hot_weights():
     selected = torch.randint(1, 8, (14,)).tolist()
     one_hot = torch.nn.functional.one_hot(torch.tensor(selected), 8).float()
     x = torch.randn(2, 3, 8, 8)
-    hard = ArchWeights(one_hot, one_hot, normal_selected=selected, reduce_selected=selected)
-    assert torch.allclose(network(x, hard), network(x, ArchWeights(one_hot, one_hot)), atol=1e-6)
+    hard = {cell: CellWeights(one_hot, selected=selected) for cell in ("normal", "reduce")}
+    soft = {cell: CellWeights(one_hot) for cell in ("normal", "reduce")}
+    assert torch.allclose(network(x, hard), network(x, soft), atol=1e-6)
+
+
+def test_switched_off_edges_are_not_run_and_equal_zero_weights():
+    """NASP's discrete cell keeps two edges per node: the others contribute nothing and never run."""
+    network = tiny_network().eval()
+    edges = [0, 1, 2, 4, 5, 8, 9, 13]  # node 2: inputs 0, 1; node 3: 0, 2; node 4: 0, 3; node 5: 0, 4
+    selected = [None] * 14
+    for edge in edges:
+        selected[edge] = 4
+    weights = torch.zeros(14, 8)
+    weights[edges, 4] = 1.0
+    calls = []
+    for cell in network.cells:
+        for number, edge in enumerate(cell.edges):
+            edge.register_forward_hook(lambda module, inputs, output, number=number: calls.append(number))
+    x = torch.randn(2, 3, 8, 8)
+    discrete = network(x, {cell: CellWeights(weights, selected=selected) for cell in ("normal", "reduce")})
+    assert set(calls) == set(edges)
+    dense = network(x, {cell: CellWeights(weights) for cell in ("normal", "reduce")})
+    assert torch.allclose(discrete, dense, atol=1e-6)
+
+
+def test_skip_dropout_follows_only_the_identity_skip_and_its_rate_is_settable():
+    network = tiny_network(edge_factory=functools.partial(MixedOp, skip_dropout=True))
+    dropouts = [module for module in network.modules() if isinstance(module, SkipDropout)]
+    per_cell = [sum(isinstance(module, SkipDropout) for module in cell.modules()) for cell in network.cells]
+    assert per_cell == [14, 6, 6]  # every normal edge; in reduction cells only the 6 unstrided edges
+    set_skip_dropout(network, 0.7)
+    assert {module.p for module in dropouts} == {0.7}
+    x = torch.ones(4, 8, 6, 6)
+    skip = network.cells[0].edges[0].ops[DARTS_PRIMITIVES.index("skip_connect")]
+    assert torch.equal(skip.eval()(x), x) and (skip.train()(x) == 0).any()
+
+
+def test_fixed_reduction_cells_take_no_weights():
+    network = tiny_network(fixed_reduction=True)
+    assert set(network.cell_primitives) == {"normal"}
+    assert [isinstance(cell, FixedReductionCell) for cell in network.cells] == [False, True, True]
+    alpha = torch.randn(14, 8, requires_grad=True)
+    logits = network(torch.randn(2, 3, 8, 8), {"normal": CellWeights(alpha.softmax(-1))})
+    logits.sum().backward()
+    assert logits.shape == (2, 3) and alpha.grad.abs().sum() > 0
 
 
 def test_per_cell_and_per_edge_op_lists():
@@ -135,7 +184,8 @@ def test_per_cell_and_per_edge_op_lists():
     _, arch = softmax_arch(len(NASP_NORMAL_PRIMITIVES), len(NASP_REDUCE_PRIMITIVES))
     assert nasp(torch.randn(2, 3, 8, 8), arch).shape == (2, 3)
     assert nasp.cells[1].edges[0].primitives == NASP_REDUCE_PRIMITIVES
-    pruned = [DARTS_PRIMITIVES[edge % 6: edge % 6 + 3] for edge in range(14)]
+    assert nasp.cell_primitives["reduce"][0] == NASP_REDUCE_PRIMITIVES
+    pruned = [DARTS_PRIMITIVES[edge % 6 : edge % 6 + 3] for edge in range(14)]
     network = tiny_network(primitives=pruned)
     assert network.cells[0].edges[5].primitives == tuple(pruned[5])
     _, arch = softmax_arch(3)

@@ -128,3 +128,69 @@ def test_evaluations_of_several_cells_need_one_chosen(tmp_path, capsys):
     assert "choose one with --genotype" in capsys.readouterr().err
     assert gate(tmp_path, "--genotype", "darts") == 0  # an alias of DARTS_V2, judged against its 2.76 ± 0.09
     assert "evaluating DARTS_V2" in capsys.readouterr().out
+
+
+def test_a_set_below_the_band_is_a_regression_too(baseline, capsys):
+    """A sudden improvement is as suspect as a loss."""
+    seeds(baseline, [77.0, 77.5, 76.8], started="2025-02-01T00:00:00+00:00")
+    assert gate(baseline) == 1
+    assert "REGRESSION: mean 77.1000 is below the band" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("k", ["0", "-1", "nan", "inf"])
+def test_k_must_be_a_positive_finite_number(baseline, capsys, k):
+    assert gate(baseline, "--k", k) == 2
+    error = capsys.readouterr().err
+    assert f"--k must be a positive finite number, not {k}" in error and error.count("\n") == 1
+
+
+def test_mixed_variants_are_unusable_until_one_is_chosen(baseline, capsys):
+    seeds(baseline, [3.0, 3.1], variant="1st order")
+    assert gate(baseline) == 2
+    assert "mixed variants (1st order, 2nd order)" in capsys.readouterr().err
+    assert gate(baseline, "--variant", "2nd order") == 0
+
+
+def test_no_matching_records_is_unusable(tmp_path, capsys):
+    seeds(tmp_path, [80.0, 80.5], method="pcdarts", variant="K=4, EN")
+    assert gate(tmp_path) == 2
+    error = capsys.readouterr().err
+    assert "no complete records of darts on cifar10" in error and error.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    "field, value, problem",
+    [
+        ("metric", "test_ppl", "is for metric 'test_ppl', not 'test_error_pct'"),
+        ("variant", "1st order", "is for variant '1st order', not '2nd order'"),
+        ("mean", float("nan"), "mean, std and k must be finite, with std >= 0 and k > 0"),
+        ("mean", float("inf"), "mean, std and k must be finite, with std >= 0 and k > 0"),
+        ("std", -0.5, "mean, std and k must be finite, with std >= 0 and k > 0"),
+        ("k", float("inf"), "mean, std and k must be finite, with std >= 0 and k > 0"),
+    ],
+)
+def test_a_baseline_that_does_not_fit_is_named(baseline, capsys, field, value, problem):
+    path = baseline / "baselines" / "darts__cifar10__smoke__2nd-order.json"
+    stored = json.loads(path.read_text())
+    stored[field] = value
+    path.write_text(json.dumps(stored))  # NaN and Infinity as Python's json writes them
+    assert gate(baseline) == 2
+    error = capsys.readouterr().err
+    assert str(path) in error and problem in error and error.count("\n") == 1
+
+
+def test_an_invalid_record_is_named_not_skipped(baseline, capsys):
+    broken = baseline / "darts" / "cifar10" / "smoke" / "broken.json"
+    broken.write_text('{"schema_version": 1')
+    assert gate(baseline) == 2
+    error = capsys.readouterr().err
+    assert str(broken) in error and error.count("\n") == 1
+
+
+def test_interrupted_runs_are_not_part_of_the_set(tmp_path, capsys):
+    seeds(tmp_path, [80.0, 80.5])
+    write(tmp_path, seed=0, error=95.0, status="interrupted", budget="smoke", started="2025-03-01T00:00:00+00:00")
+    write(tmp_path, seed=2, error=99.0, status="interrupted", budget="smoke")
+    assert gate(tmp_path, "--update-baseline") == 0
+    out = capsys.readouterr().out
+    assert "mean ± std over 2 seeds: 80.2500" in out and "95.0000" not in out and "99.0000" not in out

@@ -8,6 +8,7 @@ generator) that any gap in seeding or checkpointing shows up as a different reco
 from __future__ import annotations
 
 import os
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +61,7 @@ class TinyMethod(Method):
     name = "tiny"
     headline_dataset = "toy"
     interrupt_at: tuple[str, int] | None = None  # (phase, epoch): raise KeyboardInterrupt when it starts
+    terminate_at: tuple[str, int] | None = None  # (phase, epoch): send this process SIGTERM when it starts
     sleep_per_epoch = float(os.environ.get("TINY_SLEEP", "0"))
     produce_nan = False
 
@@ -71,10 +73,12 @@ class TinyMethod(Method):
         for epoch in ctx.epochs(ctx.protocol.epochs, {"model": model, "optimizer": optimizer, "scheduler": scheduler}):
             if (ctx.phase, epoch) == self.interrupt_at:
                 raise KeyboardInterrupt
+            if (ctx.phase, epoch) == self.terminate_at:
+                os.kill(os.getpid(), signal.SIGTERM)
             order = torch.randperm(len(labels), generator=ctx.generator)
             total = torch.zeros(())
             for start in range(0, len(order), ctx.protocol.batch_size):
-                batch = order[start:start + ctx.protocol.batch_size]
+                batch = order[start : start + ctx.protocol.batch_size]
                 loss = nn.functional.cross_entropy(model(inputs[batch]), labels[batch])
                 if self.produce_nan:
                     loss = loss * float("nan")
@@ -103,7 +107,7 @@ class TinyMethod(Method):
         accuracy, _ = self._train(ctx, model, ctx.protocol.lr)
         return PhaseResult({"test_error_pct": 100 * (1 - accuracy), "params_millions": 18e-6})
 
-    def load_genotype(self, data) -> TinyGenotype:
+    def load_genotype(self, data, kind=None) -> TinyGenotype:
         return TinyGenotype(tuple(data["features"]))
 
 

@@ -10,9 +10,11 @@ from nasbench_repro.leaderboard.report import write_reports
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "leaderboard", help="rebuild the leaderboard reports from the run records",
+        "leaderboard",
+        help="rebuild the leaderboard reports from the run records",
         description="Aggregate every record under --results-dir beside the papers' numbers and write "
-                    "leaderboard.md, leaderboard.html and the plots into --out.")
+        "leaderboard.md, leaderboard.html and the plots into --out.",
+    )
     parser.add_argument("--results-dir", type=Path, default=Path("results"), metavar="DIR")
     parser.add_argument("--out", type=Path, default=Path("reports"), metavar="DIR")
     parser.set_defaults(handler=handle)

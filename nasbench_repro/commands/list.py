@@ -21,12 +21,14 @@ def handle(args: argparse.Namespace) -> int:
     rows = []
     for name in catalog.method_names():
         info = mission.get(name)
-        rows.append([
-            name,
-            info.title if info else "(plug-in)",
-            info.paper if info else "",
-            "yes" if catalog.is_implemented(name) else "not yet",
-        ])
+        rows.append(
+            [
+                name,
+                info.title if info else "(plug-in)",
+                info.paper if info else "",
+                "yes" if catalog.is_implemented(name) else "not yet",
+            ]
+        )
     print(tabulate(rows, headers=["method", "what", "paper", "implemented"]))
     print()
 

@@ -1,9 +1,12 @@
 """`nasbench profile METHOD`: speed and memory of one search step, side by side across methods.
 
 Builds the method's search supernet from its protocol (after `--budget` and `--set`), feeds
-synthetic inputs of the dataset's shape on the chosen device, and reports the median time
-of a full search step (architecture step plus weight step), the bytes autograd saves for
-backward in one forward pass, and the peak memory over the timed steps.
+synthetic inputs of the dataset's shape on the chosen device (images; on PTB, batch × bptt
+random tokens of its vocabulary from a zero state), and reports the median time of a full
+search step (architecture step plus weight step), the bytes autograd saves for backward in
+one forward pass of each step (GDAS and NASP's weight steps run one op per edge; NASP's α
+step runs them all), and the peak memory over the timed steps. P-DARTS is profiled stage by
+stage (its supernets differ in depth and ops per edge).
 """
 
 from __future__ import annotations
@@ -12,27 +15,40 @@ import argparse
 import json
 import statistics
 import time
+from collections.abc import Iterator
 
 import torch
 
 from nasbench_repro import catalog, environment
 from nasbench_repro.commands.run import parse_value_pair
 from nasbench_repro.context import autocast_for
-from nasbench_repro.differentiable import DifferentiableMethod
+from nasbench_repro.data.text import PTB
+from nasbench_repro.differentiable import (
+    ARCH_STEP,
+    WEIGHT_STEP,
+    BilevelSearch,
+    DifferentiableMethod,
+    ImageClassification,
+)
 from nasbench_repro.errors import UserError
 from nasbench_repro.meters import SavedTensorMeter, peak_rss_bytes, reset_peak_rss
+from nasbench_repro.recurrent_search import RecurrentLanguageModelSearch
 from nasbench_repro.runner import choose_device, resolve_protocol
 from nasbench_repro.seeding import DETERMINISTIC, FAST, seed_everything, set_determinism
 from nasbench_repro.spec import DEVICES, PRECISIONS, RunSpec
 
-# Input shape and classes of each image dataset's search (no data is read: inputs are synthetic).
-SEARCH_INPUTS = {"cifar10": ((3, 32, 32), 10), "imagenet": ((3, 224, 224), 1000)}
+# Each dataset's search task on synthetic input (no data is read): image shape and classes, or the corpus's vocabulary.
+SEARCH_TASKS = {
+    "cifar10": lambda protocol: ImageClassification(10, (3, 32, 32)),
+    "imagenet": lambda protocol: ImageClassification(1000, (3, 224, 224)),
+    "ptb": lambda protocol: RecurrentLanguageModelSearch(PTB.vocabulary_size, protocol),
+}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("profile", help="time and memory of one search step on synthetic input")
     parser.add_argument("method", metavar="METHOD")
-    parser.add_argument("--dataset", default="cifar10", choices=sorted(SEARCH_INPUTS))
+    parser.add_argument("--dataset", default="cifar10", choices=sorted(SEARCH_TASKS))
     parser.add_argument("--batch-size", type=int, help="default: the protocol's search batch size")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--budget", default="paper", help="scale the protocol first (default: paper)")
@@ -53,9 +69,16 @@ def handle(args: argparse.Namespace) -> int:
     overrides = dict(parse_value_pair(text) for text in args.overrides)
     if args.batch_size is not None:
         overrides["search.batch_size"] = args.batch_size
-    spec = RunSpec(method=args.method, dataset=args.dataset, phase="search", budget=args.budget,
-                   overrides=overrides, device=args.device, precision=args.precision,
-                   determinism=FAST if args.fast else DETERMINISTIC)
+    spec = RunSpec(
+        method=args.method,
+        dataset=args.dataset,
+        phase="search",
+        budget=args.budget,
+        overrides=overrides,
+        device=args.device,
+        precision=args.precision,
+        determinism=FAST if args.fast else DETERMINISTIC,
+    )
     protocol = resolve_protocol(method_class, spec)
     device = choose_device(args.device)
     if args.precision == "bf16" and device.type != "cuda":
@@ -64,71 +87,124 @@ def handle(args: argparse.Namespace) -> int:
     generator = seed_everything(0, device)
     method = method_class()
     report = profile_search_step(method, protocol, device, generator, args.steps, args.dataset, args.precision)
-    report.update(method=args.method, variant=method.variant(protocol), dataset=args.dataset, budget=args.budget,
-                  overrides=overrides, precision=args.precision, determinism=spec.determinism,
-                  device=device.type, device_name=environment.device_name(device))
+    report.update(
+        method=args.method,
+        variant=method.variant(protocol),
+        dataset=args.dataset,
+        budget=args.budget,
+        overrides=overrides,
+        precision=args.precision,
+        determinism=spec.determinism,
+        device=device.type,
+        device_name=environment.device_name(device),
+    )
     if args.json:
         print(json.dumps(report, sort_keys=True))
     else:
-        for key in ("method", "variant", "device_name", "batch_size", "step_seconds_median",
-                    "saved_activation_bytes", "peak_memory_bytes"):
-            print(f"{key:>22}: {report[key]}")
+        for key in ("method", "variant", "device_name", "batch_size"):
+            print(f"{key:>34}: {report[key]}")
+        for stage in report["stages"]:
+            cells = "" if stage["cells"] is None else f"{stage['cells']} cells, "  # the recurrent cell is one layer
+            print(f"stage {stage['stage']} ({cells}ops per edge {stage['ops_per_edge']})")
+            for key in (
+                "step_seconds_median",
+                "saved_activation_bytes",
+                "saved_activation_bytes_weight_step",
+                "peak_memory_bytes",
+            ):
+                print(f"{key:>34}: {stage[key]}")
     return 0
 
 
-def saved_activation_bytes(search, images: torch.Tensor, autocast) -> int:
-    """Bytes autograd saves in one forward pass that trains α (weights and α both need gradients:
-    the most memory-hungry pass of a search step)."""
+def saved_activation_bytes(search: BilevelSearch, batch, step: str = ARCH_STEP) -> int:
+    """Bytes autograd saves in one forward pass of the α step (`step="arch"`: α and the weights
+    both need gradients) or of the weight step ("weights": α weighed as a constant)."""
     search.supernet.train()
+    with torch.set_grad_enabled(step == ARCH_STEP):
+        arch_weights = search.method.weighting(search.arch, step)
     meter = SavedTensorMeter()
-    with meter.track(), autocast():
-        search.supernet(images, search.weighting(search.arch))
+    with meter.track(), search.autocast():
+        search.task.forward(search.supernet, arch_weights, batch, "train")
     return meter.peak
 
 
-def profile_search_step(method: DifferentiableMethod, protocol, device: torch.device, generator: torch.Generator,
-                        steps: int, dataset: str, precision: str) -> dict:
+def stage_searches(method: DifferentiableMethod, protocol, task, autocast, device: torch.device) -> Iterator:
+    """Each stage's (stage, search) as a run builds it. A later stage keeps the ops that pruning
+    keeps from the previous stage's initial α: which ops survive is arbitrary, how many is the stage's."""
+    stages = method.stages(protocol)
+    search = method.build_search(protocol, task, autocast, device, stages[0])
+    yield stages[0], search
+    for following in stages[1:]:
+        search = method.build_search(
+            protocol, task, autocast, device, following, method.next_primitives(search, following)
+        )
+        yield following, search
+
+
+def profile_search_step(
+    method: DifferentiableMethod,
+    protocol,
+    device: torch.device,
+    generator: torch.Generator,
+    steps: int,
+    dataset: str,
+    precision: str,
+) -> dict:
+    """Per stage (one for every method but P-DARTS): the median time of a full search step, the
+    bytes saved for backward by each pass, and the peak memory over the timed steps. The
+    top-level numbers are the stages' mean step time and their largest memory."""
     search_protocol = protocol.phase("search")
-    shape, classes = SEARCH_INPUTS[dataset]
     batch = search_protocol.batch_size
+    task = SEARCH_TASKS[dataset](search_protocol)
+    cuda = device.type == "cuda"
 
     def autocast():
         return autocast_for(precision, device)
 
-    search = method.build_search(search_protocol, classes, shape, autocast, device)
-
-    def synthetic_batch():
-        images = torch.randn(batch, *shape, device=device, generator=generator)
-        labels = torch.randint(0, classes, (batch,), device=device, generator=generator)
-        return images, labels
-
-    train, valid = synthetic_batch(), synthetic_batch()
-    saved_bytes = saved_activation_bytes(search, train[0], autocast)
-
     def synchronize():
-        if device.type == "cuda":
+        if cuda:
             torch.cuda.synchronize(device)
 
-    for _ in range(2):
-        search.step(train, valid, update_arch=True)
-    synchronize()
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    rss_reset = reset_peak_rss()
-    durations = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        search.step(train, valid, update_arch=True)
+    train, valid = (task.synthetic_batch(batch, device, generator) for _ in range(2))
+    measured = []
+    for stage, search in stage_searches(method, search_protocol, task, autocast, device):
+        arch_bytes = saved_activation_bytes(search, train, ARCH_STEP)
+        weight_bytes = saved_activation_bytes(search, train, WEIGHT_STEP)
+        for _ in range(2):
+            search.step(train, valid, update_arch=True)
         synchronize()
-        durations.append(time.perf_counter() - start)
-    cuda = device.type == "cuda"
+        if cuda:
+            torch.cuda.reset_peak_memory_stats(device)
+        rss_reset = reset_peak_rss()
+        durations = []
+        for _ in range(steps):
+            start = time.perf_counter()
+            search.step(train, valid, update_arch=True)
+            synchronize()
+            durations.append(time.perf_counter() - start)
+        measured.append(
+            {
+                "stage": stage.index,
+                "cells": stage.layers,
+                "init_channels": stage.init_channels,
+                "ops_per_edge": {cell: len(edges[0]) for cell, edges in search.primitives.items()},
+                "step_seconds_median": statistics.median(durations),
+                "step_seconds": durations,
+                "saved_activation_bytes": arch_bytes,
+                "saved_activation_bytes_weight_step": weight_bytes,
+                "peak_memory_bytes": torch.cuda.max_memory_allocated(device) if cuda else peak_rss_bytes(),
+            }
+        )
+        del search
     return {
         "batch_size": batch,
         "steps": steps,
-        "step_seconds_median": statistics.median(durations),
-        "step_seconds": durations,
-        "saved_activation_bytes": saved_bytes,
-        "peak_memory_bytes": torch.cuda.max_memory_allocated(device) if cuda else peak_rss_bytes(),
-        "peak_memory_kind": "cuda_max_memory_allocated" if cuda else
-        ("process peak RSS over the timed steps" if rss_reset else "process lifetime peak RSS"),
+        "stages": measured,
+        "step_seconds_median": statistics.mean(stage["step_seconds_median"] for stage in measured),
+        "saved_activation_bytes": max(stage["saved_activation_bytes"] for stage in measured),
+        "saved_activation_bytes_weight_step": max(stage["saved_activation_bytes_weight_step"] for stage in measured),
+        "peak_memory_bytes": max(stage["peak_memory_bytes"] for stage in measured),
+        "peak_memory_kind": "cuda_max_memory_allocated"
+        if cuda
+        else ("process peak RSS over the timed steps" if rss_reset else "process lifetime peak RSS"),
     }

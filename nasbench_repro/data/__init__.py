@@ -37,6 +37,20 @@ class DataSource:
 
 Resolver = Callable[[DataRequest], DataSource]
 
+# Datasets whose architectures are recurrent cells (language models); every other dataset takes CNN cells.
+TEXT_DATASETS = ("ptb", "wt2")
+# Datasets no mission paper searches on, and what the papers do instead (a search there is refused in one line).
+SEARCH_REFUSALS = {
+    "wt2": "the papers (DARTS, GDAS) search the recurrent cell on PTB and transfer it to WikiText-2; search with "
+    "--dataset ptb, or train a cell on wt2 with --phase evaluate --genotype NAME (e.g. DARTS_V2)",
+}
+
+
+def cell_kind(dataset: str) -> str:
+    """The genotype kind a dataset's networks are built from: "rnn" for text, "cnn" otherwise."""
+    return "rnn" if dataset in TEXT_DATASETS else "cnn"
+
+
 _RESOLVERS: dict[str, str | Resolver] = {
     "cifar10": "nasbench_repro.data.cifar10:resolve",
     "imagenet": "nasbench_repro.data.imagenet:resolve",

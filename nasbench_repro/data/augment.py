@@ -30,8 +30,9 @@ def batches_per_epoch(examples: int, batch_size: int, *, training: bool) -> int:
     return full + (rest > 1 if training else rest > 0)
 
 
-def random_integers(generator: torch.Generator, high: int, shape: tuple[int, ...],
-                    device: torch.device) -> torch.Tensor:
+def random_integers(
+    generator: torch.Generator, high: int, shape: tuple[int, ...], device: torch.device
+) -> torch.Tensor:
     """Integers in [0, high) drawn on the generator's device, then placed on `device`."""
     values = torch.randint(0, high, shape, generator=generator, device=generator.device)
     return values.to(device, non_blocking=True)

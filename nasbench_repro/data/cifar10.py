@@ -73,8 +73,18 @@ DOWNLOAD_TIMEOUT_SECONDS = 15  # per network operation; an offline machine fails
 STAND_IN = "synthetic-shapes"
 STAND_IN_BATCH = 1000  # images per file: 5,000 train, 1,000 test
 STAND_IN_SEED = 0
-SHAPES = ("disc", "square", "triangle", "plus", "ring", "diamond", "diagonal-cross",
-          "horizontal-stripes", "vertical-stripes", "checkerboard")
+SHAPES = (
+    "disc",
+    "square",
+    "triangle",
+    "plus",
+    "ring",
+    "diamond",
+    "diagonal-cross",
+    "horizontal-stripes",
+    "vertical-stripes",
+    "checkerboard",
+)
 
 
 # --- resolving: which files, official or not, or the stand-in ---------------------------------------------------
@@ -140,8 +150,10 @@ def _release_source(folder: Path, allow_unofficial: bool) -> DataSource:
         )
     notices = []
     if differing:
-        notices.append(f"using CIFAR-10 files that are not the official release ({len(differing)} of "
-                       f"{len(RELEASE_FILES)} checksums differ) from {folder}; the record says official: false")
+        notices.append(
+            f"using CIFAR-10 files that are not the official release ({len(differing)} of "
+            f"{len(RELEASE_FILES)} checksums differ) from {folder}; the record says official: false"
+        )
     description = _describe(folder, release, checksums, official=not differing)
     return DataSource("cifar10", description, release.loader(), notices)
 
@@ -152,13 +164,21 @@ def _stand_in_source(root: Path, missing: str) -> DataSource:
         try:
             write_stand_in(folder)
         except OSError as error:
-            raise DataError(f"cannot write the smoke-run stand-in to {folder} ({_one_line(error)}); "
-                            f"make {root} writable or point --data-root elsewhere") from None
+            raise DataError(
+                f"cannot write the smoke-run stand-in to {folder} ({_one_line(error)}); "
+                f"make {root} writable or point --data-root elsewhere"
+            ) from None
     release = read_release(folder)
-    description = {**_describe(folder, release, file_checksums(folder), official=False), "stand_in": True,
-                   "stands_in_for": "cifar10", "generator": f"{__name__}.draw_shapes, RandomState({STAND_IN_SEED})"}
-    notice = (f"CIFAR-10 is unavailable ({missing}): this smoke run uses the generated '{STAND_IN}' stand-in "
-              f"from {folder}, recorded under that name; its numbers say nothing about CIFAR-10")
+    description = {
+        **_describe(folder, release, file_checksums(folder), official=False),
+        "stand_in": True,
+        "stands_in_for": "cifar10",
+        "generator": f"{__name__}.draw_shapes, RandomState({STAND_IN_SEED})",
+    }
+    notice = (
+        f"CIFAR-10 is unavailable ({missing}): this smoke run uses the generated '{STAND_IN}' stand-in "
+        f"from {folder}, recorded under that name; its numbers say nothing about CIFAR-10"
+    )
     return DataSource(STAND_IN, description, release.loader(), [notice])
 
 
@@ -219,8 +239,10 @@ class _ArrayOnlyUnpickler(pickle.Unpickler):
         try:
             return _ARRAY_GLOBALS[(module, name)]
         except KeyError:
-            raise DataError(f"{self._path} asks to run {module}.{name}, which no CIFAR-10 file contains; "
-                            f"refusing to load it: delete it and download CIFAR-10 again") from None
+            raise DataError(
+                f"{self._path} asks to run {module}.{name}, which no CIFAR-10 file contains; "
+                f"refusing to load it: delete it and download CIFAR-10 again"
+            ) from None
 
 
 def _unpickle(path: Path) -> Any:
@@ -230,8 +252,9 @@ def _unpickle(path: Path) -> Any:
     except DataError:
         raise
     except Exception as error:  # whatever a damaged file makes the unpickler raise
-        raise DataError(f"{path} is truncated or corrupt ({_one_line(error)}); "
-                        f"delete it and download CIFAR-10 again") from None
+        raise DataError(
+            f"{path} is truncated or corrupt ({_one_line(error)}); delete it and download CIFAR-10 again"
+        ) from None
 
 
 def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -239,18 +262,26 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     entry = _unpickle(path)
     data = entry.get(b"data") if isinstance(entry, dict) else None
     labels = entry.get(b"labels") if isinstance(entry, dict) else None
-    if not (isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 2
-            and data.shape[1] == PIXELS_PER_IMAGE):
-        raise DataError(f"{path} is not a CIFAR-10 batch (no uint8 N x {PIXELS_PER_IMAGE} b'data' array); "
-                        f"delete it and download CIFAR-10 again")
+    if not (
+        isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 2 and data.shape[1] == PIXELS_PER_IMAGE
+    ):
+        raise DataError(
+            f"{path} is not a CIFAR-10 batch (no uint8 N x {PIXELS_PER_IMAGE} b'data' array); "
+            f"delete it and download CIFAR-10 again"
+        )
     try:
         label_array = np.array(labels, dtype=np.int64)
     except (TypeError, ValueError):
         label_array = None
-    if (label_array is None or label_array.shape != (len(data),)
-            or not ((label_array >= 0) & (label_array < NUM_CLASSES)).all()):
-        raise DataError(f"{path} is not a CIFAR-10 batch (b'labels' is not a list of {len(data)} class numbers "
-                        f"0-{NUM_CLASSES - 1}); delete it and download CIFAR-10 again")
+    if (
+        label_array is None
+        or label_array.shape != (len(data),)
+        or not ((label_array >= 0) & (label_array < NUM_CLASSES)).all()
+    ):
+        raise DataError(
+            f"{path} is not a CIFAR-10 batch (b'labels' is not a list of {len(data)} class numbers "
+            f"0-{NUM_CLASSES - 1}); delete it and download CIFAR-10 again"
+        )
     return data.reshape(-1, 3, IMAGE_SIZE, IMAGE_SIZE), label_array
 
 
@@ -258,8 +289,10 @@ def read_class_names(path: Path) -> list[str]:
     entry = _unpickle(path)
     names = entry.get(b"label_names") if isinstance(entry, dict) else None
     if not (isinstance(names, list) and len(names) == NUM_CLASSES and all(isinstance(n, bytes) for n in names)):
-        raise DataError(f"{path} is not CIFAR-10's batches.meta (no list of {NUM_CLASSES} b'label_names'); "
-                        f"delete it and download CIFAR-10 again")
+        raise DataError(
+            f"{path} is not CIFAR-10's batches.meta (no list of {NUM_CLASSES} b'label_names'); "
+            f"delete it and download CIFAR-10 again"
+        )
     return [name.decode("latin-1") for name in names]
 
 
@@ -313,13 +346,45 @@ def _py2_list(encoded_items: list[bytes]) -> bytes:
 def _py2_uint8_matrix(matrix: np.ndarray) -> bytes:
     """A 2-D uint8 array as numpy pickles one: _reconstruct(ndarray, (0,), 'b') and then its state."""
     rows, cols = matrix.shape
-    dtype = (pickle.GLOBAL + b"numpy\ndtype\n" + _py2_str(b"u1") + _py2_int(0) + _py2_int(1) + pickle.TUPLE3
-             + pickle.REDUCE + pickle.MARK + _py2_int(3) + _py2_str(b"|") + pickle.NONE * 3 + _py2_int(-1)
-             + _py2_int(-1) + _py2_int(0) + pickle.TUPLE + pickle.BUILD)
-    return (pickle.GLOBAL + b"numpy.core.multiarray\n_reconstruct\n" + pickle.GLOBAL + b"numpy\nndarray\n"
-            + _py2_int(0) + pickle.TUPLE1 + _py2_str(b"b") + pickle.TUPLE3 + pickle.REDUCE
-            + pickle.MARK + _py2_int(1) + _py2_int(rows) + _py2_int(cols) + pickle.TUPLE2 + dtype
-            + pickle.NEWFALSE + _py2_str(np.ascontiguousarray(matrix).tobytes()) + pickle.TUPLE + pickle.BUILD)
+    dtype = (
+        pickle.GLOBAL
+        + b"numpy\ndtype\n"
+        + _py2_str(b"u1")
+        + _py2_int(0)
+        + _py2_int(1)
+        + pickle.TUPLE3
+        + pickle.REDUCE
+        + pickle.MARK
+        + _py2_int(3)
+        + _py2_str(b"|")
+        + pickle.NONE * 3
+        + _py2_int(-1)
+        + _py2_int(-1)
+        + _py2_int(0)
+        + pickle.TUPLE
+        + pickle.BUILD
+    )
+    return (
+        pickle.GLOBAL
+        + b"numpy.core.multiarray\n_reconstruct\n"
+        + pickle.GLOBAL
+        + b"numpy\nndarray\n"
+        + _py2_int(0)
+        + pickle.TUPLE1
+        + _py2_str(b"b")
+        + pickle.TUPLE3
+        + pickle.REDUCE
+        + pickle.MARK
+        + _py2_int(1)
+        + _py2_int(rows)
+        + _py2_int(cols)
+        + pickle.TUPLE2
+        + dtype
+        + pickle.NEWFALSE
+        + _py2_str(np.ascontiguousarray(matrix).tobytes())
+        + pickle.TUPLE
+        + pickle.BUILD
+    )
 
 
 def _py2_dict_pickle(entries: list[tuple[bytes, bytes]]) -> bytes:
@@ -333,8 +398,12 @@ def write_batch(path: Path, images: np.ndarray, labels: np.ndarray, batch_label:
         (b"batch_label", _py2_str(batch_label.encode())),
         (b"labels", _py2_list([_py2_int(int(label)) for label in labels])),
         (b"data", _py2_uint8_matrix(images.reshape(len(images), PIXELS_PER_IMAGE))),
-        (b"filenames", _py2_list([_py2_str(f"{class_names[label]}_{index:05d}.png".encode())
-                                  for index, label in enumerate(labels)])),
+        (
+            b"filenames",
+            _py2_list(
+                [_py2_str(f"{class_names[label]}_{index:05d}.png".encode()) for index, label in enumerate(labels)]
+            ),
+        ),
     ]
     with atomic_open(path, "wb") as handle:
         handle.write(_py2_dict_pickle(entries))
@@ -431,8 +500,9 @@ class CifarData:
         self._generator = generator
         self._normalize = Normalize(MEAN, STD, self.train_images.device)
 
-    def search_batches(self, train_examples: int | None, train_portion: float,
-                       batch_size: int) -> tuple[AugmentedBatches, AugmentedBatches]:
+    def search_batches(
+        self, train_examples: int | None, train_portion: float, batch_size: int
+    ) -> tuple[AugmentedBatches, AugmentedBatches]:
         """DARTS's search split: weights train on the first `train_portion` of the subset, the architecture on the rest.
 
         Both streams crop and flip, without cutout, as DARTS's search does.
@@ -441,8 +511,17 @@ class CifarData:
             raise UserError(f"train_portion must lie strictly between 0 and 1, not {train_portion}")
         count = self._train_count(train_examples)
         split = math.floor(train_portion * count)  # as DARTS: int(np.floor(train_portion * num_train))
-        return (self._augmented(0, split, batch_size, cutout_length=0),
-                self._augmented(split, count, batch_size, cutout_length=0))
+        return (
+            self._augmented(0, split, batch_size, cutout_length=0),
+            self._augmented(split, count, batch_size, cutout_length=0),
+        )
+
+    def validation_batches(self, train_examples: int | None, train_portion: float, batch_size: int) -> TestBatches:
+        """The held-out part of the search split, in file order and unaugmented: how a candidate
+        trained on the other part is scored (NAS-RL's and regularized evolution's validation set)."""
+        count = self._train_count(train_examples)
+        split = math.floor(train_portion * count)
+        return TestBatches(self.train_images[split:count], self.train_labels[split:count], batch_size, self._normalize)
 
     def train_batches(self, train_examples: int | None, batch_size: int, cutout_length: int) -> AugmentedBatches:
         """Evaluation training: crop, flip and, when `cutout_length` > 0, cutout."""
@@ -457,8 +536,14 @@ class CifarData:
         return available if train_examples is None else min(train_examples, available)
 
     def _augmented(self, start: int, stop: int, batch_size: int, cutout_length: int) -> AugmentedBatches:
-        return AugmentedBatches(self.train_images[start:stop], self.train_labels[start:stop], batch_size,
-                                cutout_length, self._generator, self._normalize)
+        return AugmentedBatches(
+            self.train_images[start:stop],
+            self.train_labels[start:stop],
+            batch_size,
+            cutout_length,
+            self._generator,
+            self._normalize,
+        )
 
 
 class AugmentedBatches:
@@ -468,8 +553,15 @@ class AugmentedBatches:
     epoch, a different one each epoch.
     """
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, cutout_length: int,
-                 generator: torch.Generator, normalize: Normalize):
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        batch_size: int,
+        cutout_length: int,
+        generator: torch.Generator,
+        normalize: Normalize,
+    ):
         check_stream(len(labels), batch_size, training=True, remedy="raise train_examples or lower train_portion")
         self.images, self.labels = images, labels
         self.batch_size = batch_size
@@ -490,7 +582,7 @@ class AugmentedBatches:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order = random_permutation(self.examples, self._generator, self.images.device)
         for number in range(len(self)):
-            index = order[number * self.batch_size:(number + 1) * self.batch_size]
+            index = order[number * self.batch_size : (number + 1) * self.batch_size]
             batch = self._normalize(self._crop_and_flip(index))
             if self.cutout_length > 0:
                 cut_out(batch, self.cutout_length, self._generator)
@@ -504,11 +596,15 @@ class AugmentedBatches:
         rows = offsets[:, :1] + self._span
         cols = offsets[:, 1:] + self._span
         cols = torch.where(flips, cols.flip(1), cols)
-        inside = (((rows >= 0) & (rows < IMAGE_SIZE))[:, None, :, None]
-                  & ((cols >= 0) & (cols < IMAGE_SIZE))[:, None, None, :])
-        pixels = self.images[index[:, None, None, None], self._channels,
-                             rows.clamp(0, IMAGE_SIZE - 1)[:, None, :, None],
-                             cols.clamp(0, IMAGE_SIZE - 1)[:, None, None, :]]
+        inside = ((rows >= 0) & (rows < IMAGE_SIZE))[:, None, :, None] & ((cols >= 0) & (cols < IMAGE_SIZE))[
+            :, None, None, :
+        ]
+        pixels = self.images[
+            index[:, None, None, None],
+            self._channels,
+            rows.clamp(0, IMAGE_SIZE - 1)[:, None, :, None],
+            cols.clamp(0, IMAGE_SIZE - 1)[:, None, None, :],
+        ]
         return pixels * inside
 
 

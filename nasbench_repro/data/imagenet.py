@@ -46,22 +46,28 @@ SEARCH_TRAIN_FRACTION = 0.1
 SEARCH_VALID_FRACTION = 0.025
 MAX_WORKERS = 8
 
-EVALUATION_TRANSFORM = transforms.Compose([
-    transforms.RandomResizedCrop(CROP_SIZE),
-    transforms.RandomHorizontalFlip(),
-    transforms.ColorJitter(**COLOR_JITTER),
-    transforms.PILToTensor(),
-])
-SEARCH_TRANSFORM = transforms.Compose([
-    transforms.RandomResizedCrop(CROP_SIZE),
-    transforms.RandomHorizontalFlip(),
-    transforms.PILToTensor(),
-])
-VALIDATION_TRANSFORM = transforms.Compose([
-    transforms.Resize(RESIZE_SIZE),
-    transforms.CenterCrop(CROP_SIZE),
-    transforms.PILToTensor(),
-])
+EVALUATION_TRANSFORM = transforms.Compose(
+    [
+        transforms.RandomResizedCrop(CROP_SIZE),
+        transforms.RandomHorizontalFlip(),
+        transforms.ColorJitter(**COLOR_JITTER),
+        transforms.PILToTensor(),
+    ]
+)
+SEARCH_TRANSFORM = transforms.Compose(
+    [
+        transforms.RandomResizedCrop(CROP_SIZE),
+        transforms.RandomHorizontalFlip(),
+        transforms.PILToTensor(),
+    ]
+)
+VALIDATION_TRANSFORM = transforms.Compose(
+    [
+        transforms.Resize(RESIZE_SIZE),
+        transforms.CenterCrop(CROP_SIZE),
+        transforms.PILToTensor(),
+    ]
+)
 
 
 def resolve(request: DataRequest) -> DataSource:
@@ -70,16 +76,19 @@ def resolve(request: DataRequest) -> DataSource:
     train_dir, val_dir = root / "train", root / "val"
     for directory in (train_dir, val_dir):
         if not directory.is_dir():
-            raise DataError(f"ImageNet folder {directory} not found; put ILSVRC-2012 there as <wnid>/*.JPEG class "
-                            f"folders (it cannot be downloaded automatically), or point --data-root at a folder "
-                            f"holding imagenet/train and imagenet/val")
+            raise DataError(
+                f"ImageNet folder {directory} not found; put ILSVRC-2012 there as <wnid>/*.JPEG class "
+                f"folders (it cannot be downloaded automatically), or point --data-root at a folder "
+                f"holding imagenet/train and imagenet/val"
+            )
     classes = _class_folders(train_dir)
     if not classes:
         raise DataError(f"{train_dir} has no class folders; it should hold one <wnid>/ folder of JPEGs per class")
     unknown = sorted(set(_class_folders(val_dir)) - set(classes))
     if unknown:
-        raise DataError(f"{val_dir / unknown[0]} is a class that {train_dir} lacks; "
-                        f"train/ and val/ must use the same class folders")
+        raise DataError(
+            f"{val_dir / unknown[0]} is a class that {train_dir} lacks; train/ and val/ must use the same class folders"
+        )
     train = _list_images(train_dir, classes, allow_empty=False)
     val = _list_images(val_dir, classes, allow_empty=True)
     if not val.samples:
@@ -153,8 +162,14 @@ class ImageNetData:
 
     input_shape = (3, CROP_SIZE, CROP_SIZE)
 
-    def __init__(self, train: ImageFolder, val: ImageFolder, device: torch.device, generator: torch.Generator,
-                 num_workers: int | None = None):
+    def __init__(
+        self,
+        train: ImageFolder,
+        val: ImageFolder,
+        device: torch.device,
+        generator: torch.Generator,
+        num_workers: int | None = None,
+    ):
         self.train, self.val = train, val
         self.num_classes = len(train.classes)
         self.device = torch.device(device)
@@ -163,9 +178,15 @@ class ImageNetData:
         self._train_labels = np.asarray(train.targets, dtype=np.int64)
         self._normalize = Normalize(MEAN, STD, self.device)
 
-    def search_batches(self, train_examples: int | None, train_portion: float | None, batch_size: int, *,
-                       train_fraction: float = SEARCH_TRAIN_FRACTION,
-                       valid_fraction: float = SEARCH_VALID_FRACTION) -> tuple[FolderBatches, FolderBatches]:
+    def search_batches(
+        self,
+        train_examples: int | None,
+        train_portion: float | None,
+        batch_size: int,
+        *,
+        train_fraction: float = SEARCH_TRAIN_FRACTION,
+        valid_fraction: float = SEARCH_VALID_FRACTION,
+    ) -> tuple[FolderBatches, FolderBatches]:
         """PC-DARTS's search subsets: `train_fraction` of every class trains the weights, a disjoint
         `valid_fraction` the architecture.
 
@@ -176,10 +197,11 @@ class ImageNetData:
         if train_examples is not None and train_examples < (train_fraction + valid_fraction) * total:
             scale = train_examples / ((train_fraction + valid_fraction) * total)
             train_fraction, valid_fraction = train_fraction * scale, valid_fraction * scale
-        weights, architecture = per_class_subsets(self._train_labels, (train_fraction, valid_fraction),
-                                                  self._generator)
-        return (self._stream(self.train, weights, batch_size, SEARCH_TRANSFORM, shuffle=True),
-                self._stream(self.train, architecture, batch_size, SEARCH_TRANSFORM, shuffle=True))
+        weights, architecture = per_class_subsets(self._train_labels, (train_fraction, valid_fraction), self._generator)
+        return (
+            self._stream(self.train, weights, batch_size, SEARCH_TRANSFORM, shuffle=True),
+            self._stream(self.train, architecture, batch_size, SEARCH_TRANSFORM, shuffle=True),
+        )
 
     def train_batches(self, train_examples: int | None, batch_size: int, cutout_length: int = 0) -> FolderBatches:
         """Evaluation training with the mobile-setting augmentation (and cutout on the device when asked)."""
@@ -188,8 +210,9 @@ class ImageNetData:
             indices = np.arange(total)
         else:
             [indices] = per_class_subsets(self._train_labels, (train_examples / total,), self._generator)
-        return self._stream(self.train, indices, batch_size, EVALUATION_TRANSFORM, shuffle=True,
-                            cutout_length=cutout_length)
+        return self._stream(
+            self.train, indices, batch_size, EVALUATION_TRANSFORM, shuffle=True, cutout_length=cutout_length
+        )
 
     def test_batches(self, test_examples: int | None, batch_size: int) -> FolderBatches:
         total = len(self.val.samples)
@@ -197,11 +220,28 @@ class ImageNetData:
         indices = np.linspace(0, total, count, endpoint=False).astype(np.int64)
         return self._stream(self.val, indices, batch_size, VALIDATION_TRANSFORM, shuffle=False)
 
-    def _stream(self, folder: ImageFolder, indices: np.ndarray, batch_size: int, transform: Any, *, shuffle: bool,
-                cutout_length: int = 0) -> FolderBatches:
-        return FolderBatches(folder, indices, batch_size, transform, shuffle=shuffle, device=self.device,
-                             generator=self._generator, normalize=self._normalize, cutout_length=cutout_length,
-                             num_workers=self.num_workers)
+    def _stream(
+        self,
+        folder: ImageFolder,
+        indices: np.ndarray,
+        batch_size: int,
+        transform: Any,
+        *,
+        shuffle: bool,
+        cutout_length: int = 0,
+    ) -> FolderBatches:
+        return FolderBatches(
+            folder,
+            indices,
+            batch_size,
+            transform,
+            shuffle=shuffle,
+            device=self.device,
+            generator=self._generator,
+            normalize=self._normalize,
+            cutout_length=cutout_length,
+            num_workers=self.num_workers,
+        )
 
 
 class _SeededImages(Dataset):
@@ -247,9 +287,20 @@ class FolderBatches:
     train on a batch of one); the validation stream keeps its fixed order and every image.
     """
 
-    def __init__(self, folder: ImageFolder, indices: np.ndarray, batch_size: int, transform: Any, *, shuffle: bool,
-                 device: torch.device, generator: torch.Generator, normalize: Normalize, cutout_length: int,
-                 num_workers: int):
+    def __init__(
+        self,
+        folder: ImageFolder,
+        indices: np.ndarray,
+        batch_size: int,
+        transform: Any,
+        *,
+        shuffle: bool,
+        device: torch.device,
+        generator: torch.Generator,
+        normalize: Normalize,
+        cutout_length: int,
+        num_workers: int,
+    ):
         check_stream(len(indices), batch_size, training=shuffle, remedy="raise train_examples")
         self.indices = np.asarray(indices, dtype=np.int64)
         self.batch_size = batch_size
@@ -260,9 +311,15 @@ class FolderBatches:
         self._normalize = normalize
         self._order = _EpochOrder([(int(index), None) for index in self.indices])
         # The loader's own generator: otherwise every epoch draws the workers' base seed from torch's global one.
-        self._loader = DataLoader(_SeededImages(folder, transform), batch_size=batch_size, sampler=self._order,
-                                  num_workers=num_workers, pin_memory=device.type == "cuda",
-                                  persistent_workers=num_workers > 0, generator=torch.Generator())
+        self._loader = DataLoader(
+            _SeededImages(folder, transform),
+            batch_size=batch_size,
+            sampler=self._order,
+            num_workers=num_workers,
+            pin_memory=device.type == "cuda",
+            persistent_workers=num_workers > 0,
+            generator=torch.Generator(),
+        )
 
     @property
     def examples(self) -> int:
@@ -284,5 +341,5 @@ class FolderBatches:
         """This epoch's order and per-image seeds, from one draw of the run's generator (one sync per epoch)."""
         epoch_seed = int(random_integers(self._generator, 2**62, (1,), torch.device("cpu")))
         permutation = torch.randperm(self.examples, generator=torch.Generator().manual_seed(epoch_seed)).numpy()
-        order = self.indices[permutation][:len(self) * self.batch_size]
+        order = self.indices[permutation][: len(self) * self.batch_size]
         return [(int(index), epoch_seed + position) for position, index in enumerate(order)]

@@ -20,7 +20,9 @@ from dataclasses import dataclass, field
 
 from nasbench_repro import catalog
 from nasbench_repro.budgets import BUDGETS
+from nasbench_repro.data import cell_kind
 from nasbench_repro.leaderboard.claims import Claim, Claims
+from nasbench_repro.records import PEAK_MEMORY_KINDS, phase_peak_memory
 from nasbench_repro.spaces.genotypes import find_published
 
 PRIMARY_METRIC = {"cifar10": "test_error_pct", "imagenet": "test_error_pct", "ptb": "test_ppl", "wt2": "test_ppl"}
@@ -90,28 +92,31 @@ class Run:
 
 
 def given_genotype(spec: dict) -> str:
-    """The cell an evaluation-only run was given, by its published name when it is one (aliases resolved)."""
+    """The cell an evaluation-only run was given, by its published name when it is one (aliases resolved,
+    among the cells of the dataset's kind: on ptb "GDAS" is the recurrent GDAS cell, not GDAS_V1)."""
     given = spec.get("genotype")
     if not given or spec["phase"] != "evaluate":
         return ""
-    published = find_published(given)
+    published = find_published(given, cell_kind(spec.get("dataset", "")))
     return published.name if published is not None else given
-
-
-# Record fields in order of preference, with the short name tables print. On CPU the bytes saved
-# for backward are preferred to RSS: they are exact and per run, while RSS keeps the allocator's
-# high-water mark across the runs of one process (a --sweep) and includes the interpreter.
-PEAK_MEMORY_KINDS = (("cuda_max_allocated_bytes", "cuda"), ("saved_tensors_peak_bytes", "activations"),
-                     ("rss_peak_bytes", "rss"))
 
 
 def _peak_memory(cost: dict) -> tuple[int | None, str | None]:
     """The search phase's peak (the memory PC-DARTS reduces), else the evaluation's."""
     for phase in ("search", "evaluate"):
-        peaks = (cost.get(phase) or {}).get("peak_memory") or {}
-        for name, kind in PEAK_MEMORY_KINDS:
-            if peaks.get(name) is not None:
-                return peaks[name], kind
+        peak, kind = phase_peak_memory(cost.get(phase))
+        if peak is not None:
+            return peak, kind
+    return None, None
+
+
+def largest_peak(peaks: Iterable[tuple[int | None, str | None]]) -> tuple[float | None, str | None]:
+    """The largest of several peaks in GB, among those of the most preferred kind any of them has."""
+    peaks = list(peaks)
+    for _, kind in PEAK_MEMORY_KINDS:
+        of_kind = [peak for peak, peak_kind in peaks if peak_kind == kind and peak is not None]
+        if of_kind:
+            return max(of_kind) / BYTES_PER_GB, kind
     return None, None
 
 
@@ -127,14 +132,27 @@ def to_run(record: dict) -> Run:
     cost = record["cost"]
     peak, kind = _peak_memory(cost)
     return Run(
-        key=GroupKey(method=spec["method"], variant=record["variant"], dataset=spec["dataset"], data=record["dataset"],
-                     budget=record["budget"], phase=spec["phase"], genotype=given_genotype(spec),
-                     overrides=json.dumps(overrides, sort_keys=True) if overrides else ""),
-        seed=spec["seed"], status=record["status"], started_utc=record["started_utc"], run_id=record["run_id"],
+        key=GroupKey(
+            method=spec["method"],
+            variant=record["variant"],
+            dataset=spec["dataset"],
+            data=record["dataset"],
+            budget=record["budget"],
+            phase=spec["phase"],
+            genotype=given_genotype(spec),
+            overrides=json.dumps(overrides, sort_keys=True) if overrides else "",
+        ),
+        seed=spec["seed"],
+        status=record["status"],
+        started_utc=record["started_utc"],
+        run_id=record["run_id"],
         metrics=record["metrics"],
         search_gpu_days=(cost.get("search") or {}).get("gpu_days"),
         evaluate_gpu_days=(cost.get("evaluate") or {}).get("gpu_days"),
-        peak_memory_bytes=peak, peak_memory_kind=kind, device=_device_label(record["environment"]), record=record,
+        peak_memory_bytes=peak,
+        peak_memory_kind=kind,
+        device=_device_label(record["environment"]),
+        record=record,
     )
 
 
@@ -231,11 +249,7 @@ class Row:
     @property
     def peak_memory(self) -> tuple[float | None, str | None]:
         """The largest peak over seeds in GB, of the most preferred kind any seed has."""
-        for _, kind in PEAK_MEMORY_KINDS:
-            peaks = [run.peak_memory_bytes for run in self.runs if run.peak_memory_kind == kind]
-            if peaks:
-                return max(peaks) / BYTES_PER_GB, kind
-        return None, None
+        return largest_peak((run.peak_memory_bytes, run.peak_memory_kind) for run in self.runs)
 
     @property
     def devices(self) -> list[str]:
@@ -254,9 +268,16 @@ def dataset_order(dataset: str) -> tuple[int, str]:
 def row_order(row: Row, claims: Claims) -> tuple:
     """Mission order of datasets and methods, the papers' variants first, then budgets paper → smoke."""
     key = row.key
-    return (dataset_order(key.dataset), _rank(key.method, [info.name for info in catalog.MISSION_METHODS]),
-            _rank(key.variant, claims.headline_variants(key.method, key.dataset)), _rank(key.budget, list(BUDGETS)),
-            key.data, key.phase, key.genotype, key.overrides)
+    return (
+        dataset_order(key.dataset),
+        _rank(key.method, [info.name for info in catalog.MISSION_METHODS]),
+        _rank(key.variant, claims.headline_variants(key.method, key.dataset)),
+        _rank(key.budget, list(BUDGETS)),
+        key.data,
+        key.phase,
+        key.genotype,
+        key.overrides,
+    )
 
 
 @dataclass(frozen=True)
@@ -309,13 +330,21 @@ def aggregate(records: Iterable[dict], claims: Claims) -> Leaderboard:
         metric = primary_metric(key.dataset)
         claim = claims.find(key.method, key.variant, key.dataset, metric, key.genotype)
         values = [value for value in (run.metric(metric) for run in complete) if value is not None]
-        measured.append(Row(
-            key=key, metric=metric, runs=complete,
-            interrupted=sum(run.status == "interrupted" for run in members),
-            failed=sum(run.status == "failed" for run in members),
-            claim=claim, verdict=judge(key, metric, values, claim),
-        ))
+        measured.append(
+            Row(
+                key=key,
+                metric=metric,
+                runs=complete,
+                interrupted=sum(run.status == "interrupted" for run in members),
+                failed=sum(run.status == "failed" for run in members),
+                claim=claim,
+                verdict=judge(key, metric, values, claim),
+            )
+        )
     rows = measured + _gap_rows(measured, claims)
     rows.sort(key=lambda row: row_order(row, claims))
-    return Leaderboard(rows=tuple(rows), record_count=len(runs),
-                       newest_started_utc=max((run.started_utc for run in runs), default=None))
+    return Leaderboard(
+        rows=tuple(rows),
+        record_count=len(runs),
+        newest_started_utc=max((run.started_utc for run in runs), default=None),
+    )

@@ -1,13 +1,13 @@
 """The paper-claims registry: what each paper published, how it was obtained, and where it says so.
 
-`claims.csv` (beside this module) has one row per published number, transcribed from
-/work/shared/reference with every citation kept. Keys use the harness's names: `method`
-and `dataset` as in the catalog, `variant` as the method labels its runs, `metric` as in
-run records, and `genotype` as the published cell's name in nasbench_repro/reference
-(blank when the number is not tied to a published cell). A blank `value` is a number that
-could not be recovered (its note says why); it is never filled in by guesswork.
-`headline = yes` marks the number a reproduction is judged against, and the one listed
-while nothing has run.
+`claims.csv` (beside this module) has one row per published number, transcribed from the
+papers' reference notes in the shared reference folder beside the checkout, with every
+citation kept. Keys use the harness's names: `method` and `dataset` as in the catalog,
+`variant` as the method labels its runs, `metric` as in run records, and `genotype` as the
+published cell's name in nasbench_repro/reference (blank when the number is not tied to a
+published cell). A blank `value` is a number that could not be recovered (its note says
+why); it is never filled in by guesswork. `headline = yes` marks the number a reproduction
+is judged against, and the one listed while nothing has run.
 
 A search-and-evaluate run is matched by method, variant, dataset and metric. An
 evaluation-only run of a published cell is matched by the cell, dataset and metric, whatever
@@ -26,10 +26,32 @@ from nasbench_repro import catalog
 from nasbench_repro.errors import UserError
 
 CLAIMS_FILE = Path(__file__).with_name("claims.csv")
-COLUMNS = ("method", "variant", "genotype", "dataset", "metric", "value", "spread", "gpu", "obtained", "source",
-           "verified", "headline", "notes")
-METRICS = ("test_error_pct", "test_top5_error_pct", "test_ppl", "valid_ppl", "params_millions", "madds_millions",
-           "search_gpu_days", "search_cpu_days", "memory_gb")
+COLUMNS = (
+    "method",
+    "variant",
+    "genotype",
+    "dataset",
+    "metric",
+    "value",
+    "spread",
+    "gpu",
+    "obtained",
+    "source",
+    "verified",
+    "headline",
+    "notes",
+)
+METRICS = (
+    "test_error_pct",
+    "test_top5_error_pct",
+    "test_ppl",
+    "valid_ppl",
+    "params_millions",
+    "madds_millions",
+    "search_gpu_days",
+    "search_cpu_days",
+    "memory_gb",
+)
 # A published bound ("less than 4 GB") keeps its comparison sign rather than posing as a measurement.
 QUALIFIERS = ("<=", ">=", "<", ">")
 YES_NO = ("yes", "no")
@@ -80,12 +102,16 @@ class Claims:
         """The headline claim for this variant (or, given a published cell, for that cell), else the first
         other match, else None."""
         if genotype:
-            matches = [claim for claim in self.all
-                       if (claim.genotype, claim.dataset, claim.metric) == (genotype, dataset, metric)]
+            matches = [
+                claim
+                for claim in self.all
+                if (claim.genotype, claim.dataset, claim.metric) == (genotype, dataset, metric)
+            ]
         else:
             wanted = (method, variant, dataset, metric)
-            matches = [claim for claim in self.all
-                       if (claim.method, claim.variant, claim.dataset, claim.metric) == wanted]
+            matches = [
+                claim for claim in self.all if (claim.method, claim.variant, claim.dataset, claim.metric) == wanted
+            ]
         return next((claim for claim in matches if claim.headline), matches[0] if matches else None)
 
     def headline_variants(self, method: str, dataset: str) -> list[str]:
@@ -126,18 +152,31 @@ def _claim(row: dict[str, str], where: str, claim_id: str) -> Claim:
         if row[column] not in YES_NO:
             raise ClaimsError(f"{where}: {column} must be yes or no, not {row[column]!r}")
     qualifier = next((sign for sign in QUALIFIERS if row["value"].startswith(sign)), "")
-    value = _number(row["value"][len(qualifier):], where, "value")
+    value = _number(row["value"][len(qualifier) :], where, "value")
     spread = _number(row["spread"], where, "spread")
     if value is None and not row["notes"]:
         raise ClaimsError(f"{where}: a blank value needs a note saying why")
     if spread is not None and (value is None or spread < 0):
         raise ClaimsError(f"{where}: spread needs a value and must not be negative")
-    return Claim(id=claim_id, method=row["method"], variant=row["variant"], genotype=row["genotype"],
-                 dataset=row["dataset"],
-                 metric=row["metric"], value=value, qualifier=qualifier, spread=spread, value_text=row["value"],
-                 spread_text=row["spread"], gpu=row["gpu"],
-                 obtained=row["obtained"], source=row["source"], verified=row["verified"] == "yes",
-                 headline=row["headline"] == "yes", notes=row["notes"])
+    return Claim(
+        id=claim_id,
+        method=row["method"],
+        variant=row["variant"],
+        genotype=row["genotype"],
+        dataset=row["dataset"],
+        metric=row["metric"],
+        value=value,
+        qualifier=qualifier,
+        spread=spread,
+        value_text=row["value"],
+        spread_text=row["spread"],
+        gpu=row["gpu"],
+        obtained=row["obtained"],
+        source=row["source"],
+        verified=row["verified"] == "yes",
+        headline=row["headline"] == "yes",
+        notes=row["notes"],
+    )
 
 
 def load_claims(path: Path | str | None = None) -> Claims:

@@ -23,8 +23,13 @@ from nasbench_repro.leaderboard.claims import Claims
 
 DPI = 100
 PNG_METADATA = {"Software": None}  # matplotlib would otherwise stamp its version into every file
-METHOD_COLOURS = dict(zip((info.name for info in catalog.MISSION_METHODS),
-                          (f"C{index}" for index in range(len(catalog.MISSION_METHODS))), strict=True))
+METHOD_COLOURS = dict(
+    zip(
+        (info.name for info in catalog.MISSION_METHODS),
+        (f"C{index}" for index in range(len(catalog.MISSION_METHODS))),
+        strict=True,
+    )
+)
 OTHER_COLOUR = "0.4"
 METRIC_LABELS = {"test_error_pct": "test error (%)", "test_ppl": "test perplexity"}
 SAMPLING_RATIO = re.compile(r"\bK\s*=\s*(\d+)")
@@ -84,8 +89,9 @@ def error_vs_search_cost(board: Leaderboard, claims: Claims) -> Plot:
             cost = claims.find(claim.method, claim.variant, dataset, "search_gpu_days")
             if cost is None or not cost.comparable or cost.value <= 0:
                 continue
-            axes.errorbar(cost.value, claim.value, yerr=claim.spread, fmt="o", mfc="none", ms=8,
-                          color=colour(claim.method))
+            axes.errorbar(
+                cost.value, claim.value, yerr=claim.spread, fmt="o", mfc="none", ms=8, color=colour(claim.method)
+            )
             label_point(axes, cost.value, claim.value, f"{claim.method} {claim.variant}")
             plotted += 1
         for row in board.for_dataset(dataset):
@@ -104,10 +110,14 @@ def error_vs_search_cost(board: Leaderboard, claims: Claims) -> Plot:
         axes.margins(x=0.15, y=0.1)
         axes.set_xlabel("search cost (GPU-days, log scale)")
         axes.set_ylabel(METRIC_LABELS[metric])
-    return Plot("error_vs_search_cost.png", "Error against search cost",
-                "Hollow markers: published numbers (± the paper's spread); filled: our paper-budget runs on the real "
-                "data (± std over seeds). Published costs are as stated: DARTS's cover 4 search runs, ours are per "
-                "run. Smoke, reduced and modified runs are not plotted.", to_png(figure))
+    return Plot(
+        "error_vs_search_cost.png",
+        "Error against search cost",
+        "Hollow markers: published numbers (± the paper's spread); filled: our paper-budget runs on the real "
+        "data (± std over seeds). Published costs are as stated: DARTS's cover 4 search runs, ours are per "
+        "run. Smoke, reduced and modified runs are not plotted.",
+        to_png(figure),
+    )
 
 
 def sampling_ratio(run: Run) -> int | None:
@@ -122,8 +132,11 @@ def sampling_ratio(run: Run) -> int | None:
 
 def _series_label(run: Run) -> str:
     """Runs that differ only in K form one line; everything else separates lines."""
-    overrides = {name: value for name, value in run.record["spec"].get("overrides", {}).items()
-                 if name.lower().rsplit(".", 1)[-1] != "k"}
+    overrides = {
+        name: value
+        for name, value in run.record["spec"].get("overrides", {}).items()
+        if name.lower().rsplit(".", 1)[-1] != "k"
+    }
     edge_normalization = "no EN" if "no EN" in run.key.variant else ("EN" if "EN" in run.key.variant else "")
     other_overrides = ", ".join(f"{name}={value}" for name, value in sorted(overrides.items()))
     parts = [run.key.data, run.key.budget, edge_normalization, other_overrides]
@@ -139,8 +152,10 @@ def pcdarts_k_ablation(board: Leaderboard) -> Plot:
             series.setdefault(_series_label(run), {}).setdefault(ratio, []).append(run)
     measures: list[tuple[str, Callable[[Run], float | None]]] = [
         ("test error (%)", lambda run: run.metric(primary_metric(run.key.dataset))),
-        ("search peak memory (GB)",
-         lambda run: run.peak_memory_bytes / BYTES_PER_GB if run.peak_memory_bytes is not None else None),
+        (
+            "search peak memory (GB)",
+            lambda run: run.peak_memory_bytes / BYTES_PER_GB if run.peak_memory_bytes is not None else None,
+        ),
         ("search GPU-days", lambda run: run.search_gpu_days),
     ]
     figure = Figure(figsize=(13, 4), layout="constrained")
@@ -163,10 +178,14 @@ def pcdarts_k_ablation(board: Leaderboard) -> Plot:
         axes.set_xlabel("K (1/K of the channels go through the mixed op)")
         axes.set_title(label, fontsize=10)
         axes.legend(fontsize=7)
-    return Plot("pcdarts_k_ablation.png", "PC-DARTS: the K ablation",
-                "Mean over runs at each K; one line per data, budget, edge normalization and other overrides. "
-                "Memory is the CUDA allocator peak on GPU runs, the bytes saved for backward on CPU runs. The paper's "
-                "Figure 3 numbers were not recovered, so no published points are drawn.", to_png(figure))
+    return Plot(
+        "pcdarts_k_ablation.png",
+        "PC-DARTS: the K ablation",
+        "Mean over runs at each K; one line per data, budget, edge normalization and other overrides. "
+        "Memory is the CUDA allocator peak on GPU runs, the bytes saved for backward on CPU runs. The paper's "
+        "Figure 3 numbers were not recovered, so no published points are drawn.",
+        to_png(figure),
+    )
 
 
 def seed_spread(board: Leaderboard) -> Plot:
@@ -175,8 +194,9 @@ def seed_spread(board: Leaderboard) -> Plot:
     figure = Figure(figsize=(11, 3.2 + 3.2 * max(1, len(datasets))), layout="constrained")
     if not datasets:
         explain_empty(figure.subplots(), "no records yet\n(no complete run has a test error or perplexity)")
-        return Plot("seed_spread.png", "Seed spread", "Per-seed outcomes appear here once runs are complete.",
-                    to_png(figure))
+        return Plot(
+            "seed_spread.png", "Seed spread", "Per-seed outcomes appear here once runs are complete.", to_png(figure)
+        )
     panels = figure.subplots(len(datasets), 1, squeeze=False)[:, 0]
     for axes, dataset in zip(panels, datasets, strict=True):
         rows = [row for row in board.for_dataset(dataset) if row.values()]
@@ -185,15 +205,25 @@ def seed_spread(board: Leaderboard) -> Plot:
             axes.scatter([position] * len(values), values, color=colour(row.key.method), zorder=3)
             axes.hlines(statistics.fmean(values), position - 0.25, position + 0.25, color=colour(row.key.method))
             if row.key.is_reproduction_setup and row.claim is not None and row.claim.comparable:
-                axes.errorbar(position + 0.3, row.claim.value, yerr=row.claim.spread, fmt="D", mfc="none",
-                              color=colour(row.key.method))
+                axes.errorbar(
+                    position + 0.3,
+                    row.claim.value,
+                    yerr=row.claim.spread,
+                    fmt="D",
+                    mfc="none",
+                    color=colour(row.key.method),
+                )
         axes.set_xticks(range(len(rows)), [group_label(row) for row in rows], rotation=20, ha="right", fontsize=7)
         axes.set_xlim(-0.6, len(rows) - 0.2)
         axes.set_ylabel(METRIC_LABELS.get(primary_metric(dataset), primary_metric(dataset)))
         axes.set_title(catalog.MISSION_DATASETS.get(dataset, dataset), fontsize=10)
-    return Plot("seed_spread.png", "Seed spread",
-                "Dots: one per seed (newest complete record); bar: the mean; hollow diamond: the paper's number "
-                "(± spread), drawn for paper-budget reproductions only.", to_png(figure))
+    return Plot(
+        "seed_spread.png",
+        "Seed spread",
+        "Dots: one per seed (newest complete record); bar: the mean; hollow diamond: the paper's number "
+        "(± spread), drawn for paper-budget reproductions only.",
+        to_png(figure),
+    )
 
 
 def _mean_curve(runs: tuple[Run, ...], column: str) -> list[tuple[int, float]]:
@@ -209,8 +239,10 @@ def _mean_curve(runs: tuple[Run, ...], column: str) -> list[tuple[int, float]]:
 def search_curves(board: Leaderboard) -> Plot:
     """Skip-connections in the normal cell and architecture entropy per search epoch (mean over seeds)."""
     figure = Figure(figsize=(12, 4.5), layout="constrained")
-    columns = (("normal_skip_connections", "skip-connections in the normal cell"),
-               ("arch_entropy", "architecture entropy (mean over edges)"))
+    columns = (
+        ("normal_skip_connections", "skip-connections in the normal cell"),
+        ("arch_entropy", "architecture entropy (mean over edges)"),
+    )
     for axes, (column, label) in zip(figure.subplots(1, 2), columns, strict=True):
         axes.set_title(label, fontsize=10)
         drawn = False
@@ -225,10 +257,80 @@ def search_curves(board: Leaderboard) -> Plot:
         axes.set_xlabel("search epoch")
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.legend(fontsize=7)
-    return Plot("search_curves.png", "Search curves",
-                "Mean over seeds per search epoch; rising skip-connections with falling entropy is the collapse DARTS "
-                "variants try to prevent.", to_png(figure))
+    return Plot(
+        "search_curves.png",
+        "Search curves",
+        "Mean over seeds per search epoch; rising skip-connections with falling entropy is the collapse DARTS "
+        "variants try to prevent.",
+        to_png(figure),
+    )
+
+
+SECONDS_PER_HOUR = 3600
+LINE_STYLES = ("-", "--", ":", "-.")
+
+
+def best_so_far(run: Run) -> list[tuple[int, float, float]]:
+    """(architectures evaluated, best validation accuracy so far, GPU-hours so far) after each
+    round of a black-box search. The hours are the phase's wall time up to that round times the
+    devices it held (`cost.search.epoch_seconds`, `device_count`): how the papers count GPU-days."""
+    cost = (run.record.get("cost") or {}).get("search") or {}
+    seconds, devices = cost.get("epoch_seconds") or [], cost.get("device_count") or 1
+    points = []
+    for row in (run.record.get("curves") or {}).get("search") or []:
+        epoch, evaluated, best = row.get("epoch"), row.get("evaluated"), row.get("best_valid_acc")
+        if isinstance(epoch, int) and epoch < len(seconds) and isinstance(evaluated, int) and best is not None:
+            points.append((evaluated, best, sum(seconds[: epoch + 1]) * devices / SECONDS_PER_HOUR))
+    return points
+
+
+def blackbox_best_so_far(board: Leaderboard) -> Plot:
+    """Black-box searches side by side: best validation accuracy so far against architectures
+    evaluated and against GPU-hours (mean over seeds at each round)."""
+    figure = Figure(figsize=(12, 6), layout="constrained")
+    by_architectures, by_hours = figure.subplots(1, 2, sharey=True)
+    drawn, lines_of_method = False, {}
+    for row in board.rows:
+        per_round: dict[int, list[tuple[float, float]]] = {}
+        for run in row.runs:
+            for evaluated, best, hours in best_so_far(run):
+                per_round.setdefault(evaluated, []).append((best, hours))
+        if not per_round:
+            continue
+        counts = sorted(per_round)
+        accuracy = [100 * statistics.fmean(best for best, _ in per_round[count]) for count in counts]
+        hours = [statistics.fmean(spent for _, spent in per_round[count]) for count in counts]
+        label = f"{group_label(row)} · {row.key.dataset} (n={row.n_seeds})"
+        # one colour per method; its variants, budgets and data told apart by the line style
+        style = LINE_STYLES[lines_of_method.get(row.key.method, 0) % len(LINE_STYLES)]
+        lines_of_method[row.key.method] = lines_of_method.get(row.key.method, 0) + 1
+        for axes, x in ((by_architectures, counts), (by_hours, hours)):
+            axes.plot(x, accuracy, marker=".", linestyle=style, color=colour(row.key.method), label=label)
+        drawn = True
+    if not drawn:
+        explain_empty(by_architectures, "no records yet\n(black-box searches: nas-rl, random, grid, evolution)")
+        explain_empty(by_hours, "no records yet")
+    else:
+        by_architectures.set_xlabel("architectures evaluated")
+        by_architectures.set_ylabel("best validation accuracy so far (%)")
+        by_hours.set_xlabel("search GPU-hours (wall time x devices held)")
+        figure.legend(*by_architectures.get_legend_handles_labels(), loc="outside lower center", fontsize=7)
+    return Plot(
+        "blackbox_best_so_far.png",
+        "Black-box searches: best so far",
+        "NAS-RL, random, grid search and regularized evolution on one budget axis: the best validation "
+        "accuracy found so far, mean over seeds, against architectures evaluated and against search "
+        "GPU-hours. Each line is one group (method, variant, budget, data); weight-sharing accuracies "
+        "are the supernet's, not a trained network's. Smoke runs measure nothing.",
+        to_png(figure),
+    )
 
 
 def all_plots(board: Leaderboard, claims: Claims) -> list[Plot]:
-    return [error_vs_search_cost(board, claims), pcdarts_k_ablation(board), seed_spread(board), search_curves(board)]
+    return [
+        error_vs_search_cost(board, claims),
+        pcdarts_k_ablation(board),
+        seed_spread(board),
+        search_curves(board),
+        blackbox_best_so_far(board),
+    ]

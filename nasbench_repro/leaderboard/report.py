@@ -18,11 +18,11 @@ from tabulate import tabulate
 from nasbench_repro import catalog
 from nasbench_repro.atomic import write_with
 from nasbench_repro.budgets import BUDGETS
-from nasbench_repro.leaderboard.aggregate import Leaderboard, Row, aggregate, primary_metric
+from nasbench_repro.leaderboard.aggregate import BYTES_PER_GB, Leaderboard, Row, aggregate, primary_metric
 from nasbench_repro.leaderboard.claims import Claims, load_claims
 from nasbench_repro.leaderboard.plots import Plot, all_plots
 from nasbench_repro.meters import SECONDS_PER_DAY
-from nasbench_repro.records import load_records
+from nasbench_repro.records import load_records, phase_peak_memory
 
 MARKDOWN_FILE = "leaderboard.md"
 HTML_FILE = "leaderboard.html"
@@ -94,8 +94,9 @@ def paper_cell(row: Row) -> str:
 def notes_cell(row: Row) -> str:
     """The verdict's basis or why there is none, and the runs left out of the numbers."""
     notes = [row.verdict.note]
-    incomplete = [f"{count} {status}" for status, count in (("interrupted", row.interrupted), ("failed", row.failed))
-                  if count]
+    incomplete = [
+        f"{count} {status}" for status, count in (("interrupted", row.interrupted), ("failed", row.failed)) if count
+    ]
     if incomplete:
         notes.append(", ".join(incomplete) + " (not averaged)")
     return "; ".join(notes)
@@ -107,22 +108,47 @@ def leaderboard_table(rows: list[Row], dataset: str) -> Table:
     headers = ["method", "variant", "budget", "setup", "seeds", METRIC_HEADERS.get(metric, metric)]
     headers += ["best-epoch error %"] if metric == "test_error_pct" else ["valid ppl"]
     headers += ["top-5 error %"] if imagenet else []
-    headers += ["search GPU-d", "eval GPU-d", "total GPU-d", "peak mem GB", "params M", "M-adds", "device", "paper",
-                "Δ vs paper", "verdict", "notes"]
+    headers += [
+        "search GPU-d",
+        "eval GPU-d",
+        "total GPU-d",
+        "peak mem GB",
+        "params M",
+        "M-adds",
+        "device",
+        "paper",
+        "Δ vs paper",
+        "verdict",
+        "notes",
+    ]
     table_rows = []
     for row in rows:
         memory, kind = row.peak_memory
         secondary = "test_error_best_epoch_pct" if metric == "test_error_pct" else "valid_ppl"
-        cells = [row.key.method, row.key.variant, BLANK if row.is_gap else row.key.budget, setup(row), str(row.n_seeds),
-                 mean_with_std(*row.mean_std()), mean_with_std(*row.mean_std(secondary))]
+        cells = [
+            row.key.method,
+            row.key.variant,
+            BLANK if row.is_gap else row.key.budget,
+            setup(row),
+            str(row.n_seeds),
+            mean_with_std(*row.mean_std()),
+            mean_with_std(*row.mean_std(secondary)),
+        ]
         cells += [mean_with_std(*row.mean_std("test_top5_error_pct"))] if imagenet else []
         difference = row.difference
-        cells += [cost(row.mean_of("search_gpu_days")), cost(row.mean_of("evaluate_gpu_days")),
-                  cost(row.mean_of("total_gpu_days")), f"{memory:.2f} ({kind})" if memory is not None else BLANK,
-                  mean_with_std(*row.mean_std("params_millions")), number(row.mean_std("madds_millions")[0], 0),
-                  "; ".join(row.devices) or BLANK, paper_cell(row),
-                  BLANK if difference is None else f"{difference:+.2f}",
-                  row.verdict.label or BLANK, notes_cell(row)]
+        cells += [
+            cost(row.mean_of("search_gpu_days")),
+            cost(row.mean_of("evaluate_gpu_days")),
+            cost(row.mean_of("total_gpu_days")),
+            f"{memory:.2f} ({kind})" if memory is not None else BLANK,
+            mean_with_std(*row.mean_std("params_millions")),
+            number(row.mean_std("madds_millions")[0], 0),
+            "; ".join(row.devices) or BLANK,
+            paper_cell(row),
+            BLANK if difference is None else f"{difference:+.2f}",
+            row.verdict.label or BLANK,
+            notes_cell(row),
+        ]
         table_rows.append(cells)
     return Table(headers, table_rows)
 
@@ -143,15 +169,44 @@ def partial_runs_table(records: list[dict]) -> Table:
             median = statistics.median(epoch_seconds) if epoch_seconds else None
             devices = phase_cost.get("device_count") or 1
             projected = median * planned * devices / SECONDS_PER_DAY if median and planned else None
-            peak = (phase_cost.get("peak_memory") or {}).get("cuda_max_allocated_bytes")
-            rows.append([record["run_id"], record["spec"]["method"], record["variant"], record["dataset"],
-                         record["budget"], phase, record["status"], f"{len(epoch_seconds)} of {planned or BLANK}",
-                         number(median, 1), cost(phase_cost.get("gpu_days")), cost(projected),
-                         BLANK if peak is None else f"{peak / 1e9:.2f}",
-                         record["environment"].get("device_name") or BLANK, record.get("reason") or BLANK])
-    return Table(["run", "method", "variant", "data", "budget", "phase", "status", "epochs done",
-                  "median s/epoch", "GPU-d spent", "GPU-d projected (all epochs)", "peak CUDA GB", "device",
-                  "reason"], rows)
+            peak, kind = phase_peak_memory(phase_cost)
+            rows.append(
+                [
+                    record["run_id"],
+                    record["spec"]["method"],
+                    record["variant"],
+                    record["dataset"],
+                    record["budget"],
+                    phase,
+                    record["status"],
+                    f"{len(epoch_seconds)} of {planned or BLANK}",
+                    number(median, 1),
+                    cost(phase_cost.get("gpu_days")),
+                    cost(projected),
+                    BLANK if peak is None else f"{peak / BYTES_PER_GB:.2f} ({kind})",
+                    record["environment"].get("device_name") or BLANK,
+                    record.get("reason") or BLANK,
+                ]
+            )
+    return Table(
+        [
+            "run",
+            "method",
+            "variant",
+            "data",
+            "budget",
+            "phase",
+            "status",
+            "epochs done",
+            "median s/epoch",
+            "GPU-d spent",
+            "GPU-d projected (all epochs)",
+            "peak mem GB",
+            "device",
+            "reason",
+        ],
+        rows,
+    )
 
 
 def variant_status(rows: list[Row]) -> str:
@@ -171,8 +226,9 @@ def coverage_cell(rows: list[Row]) -> str:
     variants = list(dict.fromkeys(row.key.variant for row in rows))  # the leaderboard's order
     if variants == ["default"]:
         return variant_status(rows)
-    return "; ".join(f"{variant}: {variant_status([row for row in rows if row.key.variant == variant])}"
-                     for variant in variants)
+    return "; ".join(
+        f"{variant}: {variant_status([row for row in rows if row.key.variant == variant])}" for variant in variants
+    )
 
 
 def coverage_table(board: Leaderboard) -> Table:
@@ -186,33 +242,80 @@ def coverage_table(board: Leaderboard) -> Table:
 
 
 def claims_table(claims: Claims) -> Table:
-    rows = [[claim.id, claim.method, claim.variant, claim.genotype or BLANK, claim.dataset, claim.metric,
-             claim.display(), claim.gpu or BLANK,
-             claim.obtained or BLANK, "yes" if claim.verified else "no", "yes" if claim.headline else "no",
-             claim.source, claim.notes or BLANK] for claim in claims.all]
-    return Table(["id", "method", "variant", "cell", "dataset", "metric", "value", "GPU", "how obtained", "verified",
-                  "headline", "source", "notes"], rows)
+    rows = [
+        [
+            claim.id,
+            claim.method,
+            claim.variant,
+            claim.genotype or BLANK,
+            claim.dataset,
+            claim.metric,
+            claim.display(),
+            claim.gpu or BLANK,
+            claim.obtained or BLANK,
+            "yes" if claim.verified else "no",
+            "yes" if claim.headline else "no",
+            claim.source,
+            claim.notes or BLANK,
+        ]
+        for claim in claims.all
+    ]
+    return Table(
+        [
+            "id",
+            "method",
+            "variant",
+            "cell",
+            "dataset",
+            "metric",
+            "value",
+            "GPU",
+            "how obtained",
+            "verified",
+            "headline",
+            "source",
+            "notes",
+        ],
+        rows,
+    )
 
 
 def build_sections(board: Leaderboard, claims: Claims, plots: list[Plot], records: list[dict]) -> list[Section]:
     complete = len(board.measured_runs)
     newest = board.newest_started_utc or "never (no records)"
-    summary = (f"Built by `nasbench leaderboard` from {board.record_count} run record(s), of which {complete} "
-               f"counted (the newest complete record of each seed). Newest record started {newest}.")
-    sections = [Section("NAS reproduction leaderboard", [summary, RULES, COST_NOTE]),
-                Section("Coverage: mission methods × datasets", [], coverage_table(board))]
+    summary = (
+        f"Built by `nasbench leaderboard` from {board.record_count} run record(s), of which {complete} "
+        f"counted (the newest complete record of each seed). Newest record started {newest}."
+    )
+    sections = [
+        Section("NAS reproduction leaderboard", [summary, RULES, COST_NOTE]),
+        Section("Coverage: mission methods × datasets", [], coverage_table(board)),
+    ]
     for dataset in board.datasets:
         title = catalog.MISSION_DATASETS.get(dataset, f"{dataset} (not a mission dataset)")
         sections.append(Section(f"{dataset}: {title}", [], leaderboard_table(board.for_dataset(dataset), dataset)))
-    sections.append(Section("Interrupted and failed runs", [
-        "Not averaged into any row above. What they measured of the cost is kept: time per completed epoch and, "
-        "at that pace, the cost of the whole phase. Epochs that update the architecture (after a warm-up) can be "
-        "slower than the completed ones, so a projection from warm-up epochs is a lower bound."],
-        partial_runs_table(records)))
+    sections.append(
+        Section(
+            "Interrupted and failed runs",
+            [
+                "Not averaged into any row above. What they measured of the cost is kept: time per completed epoch "
+                "and, at that pace, the cost of the whole phase. Epochs that update the architecture (after a "
+                "warm-up) can be slower than the completed ones, so a projection from warm-up epochs is a lower bound."
+            ],
+            partial_runs_table(records),
+        )
+    )
     sections.append(Section("Plots", [], None, plots))
-    sections.append(Section("Paper claims registry", [
-        "Every published number the leaderboard compares against, with how it was obtained and where it was read. "
-        "A blank value could not be recovered; it is never guessed."], claims_table(claims)))
+    sections.append(
+        Section(
+            "Paper claims registry",
+            [
+                "Every published number the leaderboard compares against, with how it was obtained and where it "
+                "was read. A blank value could not be recovered; it is never guessed."
+            ],
+            claims_table(claims),
+        )
+    )
     return sections
 
 
@@ -258,17 +361,25 @@ def render_html(sections: list[Section]) -> str:
         body.append(f"<section><{tag}>{html.escape(section.title)}</{tag}>")
         body.extend(_html_paragraph(paragraph) for paragraph in section.paragraphs)
         if section.table is not None:
-            body.append(tabulate(section.table.rows, headers=section.table.headers, tablefmt="html",
-                                 disable_numparse=True))
+            body.append(
+                tabulate(section.table.rows, headers=section.table.headers, tablefmt="html", disable_numparse=True)
+            )
         for plot in section.plots:
             encoded = base64.b64encode(plot.png).decode("ascii")
-            body.append(f'<figure id="{html.escape(plot.name)}"><img alt="{html.escape(plot.title)}" '
-                        f'src="data:image/png;base64,{encoded}"><figcaption><b>{html.escape(plot.title)}.</b> '
-                        f"{html.escape(plot.caption)}</figcaption></figure>")
+            body.append(
+                f'<figure id="{html.escape(plot.name)}"><img alt="{html.escape(plot.title)}" '
+                f'src="data:image/png;base64,{encoded}"><figcaption><b>{html.escape(plot.title)}.</b> '
+                f"{html.escape(plot.caption)}</figcaption></figure>"
+            )
         body.append("</section>")
-    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-            "<title>NAS reproduction leaderboard</title>\n<style>" + STYLE + "</style>\n</head>\n<body>\n"
-            + "\n".join(body) + "\n</body>\n</html>\n")
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        "<title>NAS reproduction leaderboard</title>\n<style>"
+        + STYLE
+        + "</style>\n</head>\n<body>\n"
+        + "\n".join(body)
+        + "\n</body>\n</html>\n"
+    )
 
 
 def _write_text(path: Path, text: str) -> None:

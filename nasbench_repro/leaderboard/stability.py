@@ -30,8 +30,17 @@ DEFAULT_K = 2.0
 MIN_SEEDS = 2
 MIN_RELATIVE_TOLERANCE = 0.01  # 1% of the band's centre, e.g. ± 0.03 points around a 2.8% error
 MIN_ABSOLUTE_TOLERANCE = 0.01  # in the metric's unit, for centres at or near zero
-BASELINE_KEYS = {"method": str, "dataset": str, "budget": str, "variant": str, "metric": str, "mean": float,
-                 "std": float, "k": float, "n_seeds": int}
+BASELINE_KEYS = {
+    "method": str,
+    "dataset": str,
+    "budget": str,
+    "variant": str,
+    "metric": str,
+    "mean": float,
+    "std": float,
+    "k": float,
+    "n_seeds": int,
+}
 
 
 @dataclass(frozen=True)
@@ -84,8 +93,16 @@ def _only(values: set[str], what: str, remedy: str) -> str:
     return next(iter(values))
 
 
-def select_seed_set(records: list[dict], method: str, dataset: str, metric: str, budget: str | None = None,
-                    variant: str | None = None, genotype: str | None = None, data: str | None = None) -> SeedSet:
+def select_seed_set(
+    records: list[dict],
+    method: str,
+    dataset: str,
+    metric: str,
+    budget: str | None = None,
+    variant: str | None = None,
+    genotype: str | None = None,
+    data: str | None = None,
+) -> SeedSet:
     """The newest complete, unmodified record per seed that has `metric`; unusable input raises UserError."""
     candidates = []
     for record in records:
@@ -101,19 +118,27 @@ def select_seed_set(records: list[dict], method: str, dataset: str, metric: str,
         if run.metric(metric) is not None:
             candidates.append(run)
     if not candidates:
-        asked = "".join(f", {name} {value!r}" for name, value in (("budget", budget), ("variant", variant),
-                                                                   ("genotype", genotype), ("data", data)) if value)
-        raise UserError(f"no complete records of {method} on {dataset}{asked} with {metric} and without overrides "
-                        "under the results folder")
+        asked = "".join(
+            f", {name} {value!r}"
+            for name, value in (("budget", budget), ("variant", variant), ("genotype", genotype), ("data", data))
+            if value
+        )
+        raise UserError(
+            f"no complete records of {method} on {dataset}{asked} with {metric} and without overrides "
+            "under the results folder"
+        )
     chosen_budget = _only({run.key.budget for run in candidates}, "budgets", "choose one with --budget")
     chosen_variant = _only({run.key.variant for run in candidates}, "variants", "choose one with --variant")
     chosen_genotype = _only({run.key.genotype for run in candidates}, "evaluated cells", "choose one with --genotype")
-    chosen_data = _only({run.key.data for run in candidates}, "data (a stand-in and the real dataset)",
-                        "choose one with --data")
+    chosen_data = _only(
+        {run.key.data for run in candidates}, "data (a stand-in and the real dataset)", "choose one with --data"
+    )
     runs = tuple(newest_per_seed(candidates))
     if len(runs) < MIN_SEEDS:
-        raise UserError(f"only {len(runs)} seed ({runs[0].run_id}) of {method} on {dataset}; "
-                        f"the gate needs at least {MIN_SEEDS} (run more with --seeds)")
+        raise UserError(
+            f"only {len(runs)} seed ({runs[0].run_id}) of {method} on {dataset}; "
+            f"the gate needs at least {MIN_SEEDS} (run more with --seeds)"
+        )
     return SeedSet(method, dataset, chosen_data, chosen_budget, chosen_variant, chosen_genotype, metric, runs)
 
 
@@ -136,8 +161,10 @@ def check_not_a_record_location(results_dir: Path, path: Path) -> None:
     except ValueError:
         return
     if len(relative.parts) == 4:
-        raise UserError(f"baseline {path} sits where run records live (results/<method>/<dataset>/<budget>/); "
-                        "put it under results/baselines/")
+        raise UserError(
+            f"baseline {path} sits where run records live (results/<method>/<dataset>/<budget>/); "
+            "put it under results/baselines/"
+        )
 
 
 def read_baseline(path: Path, seeds: SeedSet) -> dict | None:
@@ -155,10 +182,21 @@ def read_baseline(path: Path, seeds: SeedSet) -> dict | None:
         is_number = isinstance(value, int | float) and not isinstance(value, bool)
         if not (is_number if kind is float else isinstance(value, kind)):
             raise UserError(f"malformed baseline {path}: {key!r} missing or not {kind.__name__}")
-    if baseline["std"] < 0 or baseline["k"] <= 0 or not all(map(math.isfinite, (baseline["mean"], baseline["std"]))):
-        raise UserError(f"malformed baseline {path}: std must be >= 0, k > 0, and both finite")
-    expected = {"method": seeds.method, "dataset": seeds.dataset, "data": seeds.data, "budget": seeds.budget,
-                "variant": seeds.variant, "genotype": seeds.genotype, "metric": seeds.metric}
+    if (
+        not all(map(math.isfinite, (baseline["mean"], baseline["std"], baseline["k"])))
+        or baseline["std"] < 0
+        or baseline["k"] <= 0
+    ):
+        raise UserError(f"malformed baseline {path}: mean, std and k must be finite, with std >= 0 and k > 0")
+    expected = {
+        "method": seeds.method,
+        "dataset": seeds.dataset,
+        "data": seeds.data,
+        "budget": seeds.budget,
+        "variant": seeds.variant,
+        "genotype": seeds.genotype,
+        "metric": seeds.metric,
+    }
     for key, value in expected.items():
         stored = baseline.get(key, seeds.dataset if key == "data" else "")
         if stored != value:
@@ -169,13 +207,25 @@ def read_baseline(path: Path, seeds: SeedSet) -> dict | None:
 def write_baseline(path: Path, seeds: SeedSet, k: float) -> Band:
     """Store this seed set's mean and std as the band future sets are checked against."""
     mean, std = seeds.mean_std
-    write_json(path, {
-        "method": seeds.method, "dataset": seeds.dataset, "data": seeds.data, "budget": seeds.budget,
-        "variant": seeds.variant, "genotype": seeds.genotype, "metric": seeds.metric, "mean": mean, "std": std, "k": k,
-        "n_seeds": len(seeds.runs),
-        "seeds": [run.seed for run in seeds.runs], "run_ids": [run.run_id for run in seeds.runs],
-        "written_by": "nasbench stability --update-baseline",
-    })
+    write_json(
+        path,
+        {
+            "method": seeds.method,
+            "dataset": seeds.dataset,
+            "data": seeds.data,
+            "budget": seeds.budget,
+            "variant": seeds.variant,
+            "genotype": seeds.genotype,
+            "metric": seeds.metric,
+            "mean": mean,
+            "std": std,
+            "k": k,
+            "n_seeds": len(seeds.runs),
+            "seeds": [run.seed for run in seeds.runs],
+            "run_ids": [run.run_id for run in seeds.runs],
+            "written_by": "nasbench stability --update-baseline",
+        },
+    )
     return Band(mean, std, k, f"baseline {path}")
 
 
@@ -188,23 +238,31 @@ def choose_band(seeds: SeedSet, baseline_file: Path, claims: Claims, k: float | 
     claim = claims.find(seeds.method, seeds.variant, seeds.dataset, seeds.metric, seeds.genotype)
     if seeds.budget == REPRODUCTION_BUDGET and claim is not None and claim.comparable and claim.spread is not None:
         return Band(claim.value, claim.spread, k if k is not None else DEFAULT_K, f"paper {claim.id} ({claim.source})")
-    raise UserError(f"no baseline at {baseline_file} and no paper spread for {seeds.method} {seeds.variant!r} on "
-                    f"{seeds.dataset} at the {seeds.budget} budget; write one with --update-baseline")
+    raise UserError(
+        f"no baseline at {baseline_file} and no paper spread for {seeds.method} {seeds.variant!r} on "
+        f"{seeds.dataset} at the {seeds.budget} budget; write one with --update-baseline"
+    )
 
 
 def render(seeds: SeedSet, band: Band, verdict: str) -> str:
     """The one-screen report: each seed, the mean, the band and the verdict."""
-    rows = [[run.seed, f"{value:.4f}", run.run_id, run.device, run.started_utc]
-            for run, value in zip(seeds.runs, seeds.values, strict=True)]
+    rows = [
+        [run.seed, f"{value:.4f}", run.run_id, run.device, run.started_utc]
+        for run, value in zip(seeds.runs, seeds.values, strict=True)
+    ]
     mean, std = seeds.mean_std
     cell = f" evaluating {seeds.genotype}" if seeds.genotype else ""
     data = "" if seeds.data == seeds.dataset else f" (stand-in data {seeds.data})"
-    lines = [f"{seeds.method} {seeds.variant!r}{cell} on {seeds.dataset}{data}, {seeds.budget} budget: {seeds.metric}",
-             tabulate(rows, headers=["seed", seeds.metric, "run", "device", "started"], disable_numparse=True),
-             f"mean ± std over {len(seeds.runs)} seeds: {mean:.4f} ± {std:.4f}"]
-    lines.append(f"band: {band.centre:.4f} ± {band.half_width:.4f} = [{band.lower:.4f}, {band.upper:.4f}] "
-                 f"(k={band.k:g} × spread {band.spread:.4f}, at least {MIN_RELATIVE_TOLERANCE:.0%} of the centre; "
-                 f"from {band.source})")
+    lines = [
+        f"{seeds.method} {seeds.variant!r}{cell} on {seeds.dataset}{data}, {seeds.budget} budget: {seeds.metric}",
+        tabulate(rows, headers=["seed", seeds.metric, "run", "device", "started"], disable_numparse=True),
+        f"mean ± std over {len(seeds.runs)} seeds: {mean:.4f} ± {std:.4f}",
+    ]
+    lines.append(
+        f"band: {band.centre:.4f} ± {band.half_width:.4f} = [{band.lower:.4f}, {band.upper:.4f}] "
+        f"(k={band.k:g} × spread {band.spread:.4f}, at least {MIN_RELATIVE_TOLERANCE:.0%} of the centre; "
+        f"from {band.source})"
+    )
     lines.append(verdict)
     return "\n".join(lines)
 
@@ -215,5 +273,7 @@ def gate(seeds: SeedSet, band: Band) -> tuple[bool, str]:
     if band.contains(mean):
         return True, f"PASS: mean {mean:.4f} lies within the band"
     side = "above" if mean > band.upper else "below"
-    return False, (f"REGRESSION: mean {mean:.4f} is {side} the band; if the change is intended, "
-                   "record it deliberately with --update-baseline")
+    return False, (
+        f"REGRESSION: mean {mean:.4f} is {side} the band; if the change is intended, "
+        "record it deliberately with --update-baseline"
+    )

@@ -5,4 +5,6 @@
   published cells and DARTS' derivation rule.
 - `cnn`: the DARTS convolutional cell space (and NASP's 12-op variant): candidate ops, the
   search supernet, and the evaluation networks for CIFAR-10 and ImageNet.
+- `rnn`: the DARTS recurrent cell space: the genotype's cell, the search cell, and the
+  language model around either (PTB, WikiText-2).
 """

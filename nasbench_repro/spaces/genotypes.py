@@ -73,8 +73,13 @@ def _pairs(value: Any, what: str) -> tuple[Pair, ...]:
         raise UserError(f"{what} must be a list of (op, input_index) pairs, got {_snippet(value)}")
     pairs = []
     for position, pair in enumerate(value):
-        if (isinstance(pair, str | bytes) or not isinstance(pair, Sequence) or len(pair) != 2
-                or not isinstance(pair[0], str) or not _is_int(pair[1])):
+        if (
+            isinstance(pair, str | bytes)
+            or not isinstance(pair, Sequence)
+            or len(pair) != 2
+            or not isinstance(pair[0], str)
+            or not _is_int(pair[1])
+        ):
             raise UserError(f"{what} pair {position} must be (op name, input index), got {_snippet(pair)}")
         pairs.append((pair[0], pair[1]))
     return tuple(pairs)
@@ -93,16 +98,22 @@ def _concat(value: Any, what: str, first: int, last: int) -> tuple[int, ...]:
 
 def _check_cell(pairs: tuple[Pair, ...], which: str) -> None:
     if not pairs or len(pairs) % 2:
-        raise UserError(f"the {which} cell has {len(pairs)} (op, input) pairs; a cell needs two per intermediate node "
-                        f"(8 for the 4-node DARTS cell)")
+        raise UserError(
+            f"the {which} cell has {len(pairs)} (op, input) pairs; a cell needs two per intermediate node "
+            f"(8 for the 4-node DARTS cell)"
+        )
     for position, (op, index) in enumerate(pairs):
         node = 2 + position // 2
         if op not in OP_NAMES:
-            raise UserError(f"unknown operation {op!r} in the {which} cell (pair {position}); "
-                            f"known operations: {', '.join(OP_NAMES)}")
+            raise UserError(
+                f"unknown operation {op!r} in the {which} cell (pair {position}); "
+                f"known operations: {', '.join(OP_NAMES)}"
+            )
         if not 0 <= index < node:
-            raise UserError(f"the {which} cell's pair {position} ({op!r}, {index}) feeds node {node}, "
-                            f"whose inputs are 0..{node - 1}")
+            raise UserError(
+                f"the {which} cell's pair {position} ({op!r}, {index}) feeds node {node}, "
+                f"whose inputs are 0..{node - 1}"
+            )
 
 
 def _listed(pairs: tuple[Pair, ...]) -> str:
@@ -166,14 +177,17 @@ class Genotype(_JSONRoundTrip):
     def to_official_string(self) -> str:
         """The form the DARTS-family repositories print, e.g. `Genotype(normal=[('sep_conv_3x3', 0), ...], ...)`."""
         reduce = "None" if self.reduce is None else _listed(self.reduce)
-        return (f"Genotype(normal={_listed(self.normal)}, normal_concat={_concat_string(self.normal_concat)}, "
-                f"reduce={reduce}, reduce_concat={_concat_string(self.reduce_concat)})")
+        return (
+            f"Genotype(normal={_listed(self.normal)}, normal_concat={_concat_string(self.normal_concat)}, "
+            f"reduce={reduce}, reduce_concat={_concat_string(self.reduce_concat)})"
+        )
 
     __str__ = to_official_string
     __repr__ = to_official_string
 
-    def check_space(self, primitives: Sequence[str], reduce_primitives: Sequence[str] | None = None,
-                    steps: int | None = None) -> None:
+    def check_space(
+        self, primitives: Sequence[str], reduce_primitives: Sequence[str] | None = None, steps: int | None = None
+    ) -> None:
         """Raise a one-line UserError unless every op is a candidate of the space (and, when given,
         every cell has `steps` intermediate nodes)."""
         cells = [("normal", self.normal, primitives)]
@@ -184,8 +198,10 @@ class Genotype(_JSONRoundTrip):
                 raise UserError(f"the {which} cell has {len(pairs) // 2} intermediate nodes; this space has {steps}")
             for position, (op, _) in enumerate(pairs):
                 if op not in allowed:
-                    raise UserError(f"operation {op!r} (the {which} cell's pair {position}) is not in this search "
-                                    f"space: {', '.join(allowed)}")
+                    raise UserError(
+                        f"operation {op!r} (the {which} cell's pair {position}) is not in this search "
+                        f"space: {', '.join(allowed)}"
+                    )
 
 
 @dataclass(frozen=True, repr=False)
@@ -205,8 +221,9 @@ class RecurrentGenotype(_JSONRoundTrip):
         for position, (activation, predecessor) in enumerate(recurrent):
             node = position + 1
             if activation not in RNN_ACTIVATIONS:
-                raise UserError(f"unknown activation {activation!r} at recurrent node {node}; "
-                                f"known: {', '.join(RNN_ACTIVATIONS)}")
+                raise UserError(
+                    f"unknown activation {activation!r} at recurrent node {node}; known: {', '.join(RNN_ACTIVATIONS)}"
+                )
             if not 0 <= predecessor < node:
                 raise UserError(f"recurrent node {node} takes predecessor {predecessor}; it must be 0..{node - 1}")
         object.__setattr__(self, "recurrent", recurrent)
@@ -235,7 +252,8 @@ def _check_keys(data: Mapping[str, Any], fields: tuple[str, ...], optional: tupl
     unknown = [key for key in data if key not in fields]
     if missing or unknown:
         problems = ([f"lacks {', '.join(missing)}"] if missing else []) + (
-            [f"has unknown keys {', '.join(map(str, unknown))}"] if unknown else [])
+            [f"has unknown keys {', '.join(map(str, unknown))}"] if unknown else []
+        )
         raise UserError(f"genotype data {' and '.join(problems)} (expected {', '.join(fields)})")
 
 
@@ -278,8 +296,10 @@ def _literal(node: ast.expr, field: str) -> Any:
     try:
         return ast.literal_eval(node)
     except (ValueError, TypeError, SyntaxError, RecursionError):
-        raise UserError(f"genotype field {field!r} may hold only literal lists, tuples, strings, numbers "
-                        f"and range(a, b); got {_snippet(ast.unparse(node))}") from None
+        raise UserError(
+            f"genotype field {field!r} may hold only literal lists, tuples, strings, numbers "
+            f"and range(a, b); got {_snippet(ast.unparse(node))}"
+        ) from None
 
 
 def parse_genotype(text: str) -> AnyGenotype:
@@ -339,15 +359,17 @@ def published_genotypes() -> tuple[PublishedGenotype, ...]:
     entries = []
     for kind in ("cnn", "rnn"):
         for name, entry in data[kind].items():
-            entries.append(PublishedGenotype(
-                name=name,
-                genotype=genotype_from_dict(entry["genotype"]),
-                source=entry["source"],
-                aliases=tuple(entry.get("aliases", ())),
-                title=entry.get("title"),
-                search=entry.get("search"),
-                note=entry.get("note"),
-            ))
+            entries.append(
+                PublishedGenotype(
+                    name=name,
+                    genotype=genotype_from_dict(entry["genotype"]),
+                    source=entry["source"],
+                    aliases=tuple(entry.get("aliases", ())),
+                    title=entry.get("title"),
+                    search=entry.get("search"),
+                    note=entry.get("note"),
+                )
+            )
     return tuple(entries)
 
 
@@ -376,8 +398,16 @@ def get_published(name: str, kind: str | None = None) -> PublishedGenotype:
 
 
 def _unknown_name(name: str, kind: str | None) -> UserError:
-    return UserError(f"unknown genotype {name!r}; published ones: {', '.join(published_names(kind or 'cnn'))} "
-                     f"(or give a JSON file or a pasted Genotype(...) string)")
+    other = find_published(name) if kind is not None else None
+    if other is not None:
+        return UserError(
+            f"{name!r} is {_KIND_NAMES[other.kind]} cell, but {_KIND_NAMES[kind]} one is needed here "
+            f"(the dataset decides); published ones: {', '.join(published_names(kind))}"
+        )
+    return UserError(
+        f"unknown genotype {name!r}; published ones: {', '.join(published_names(kind or 'cnn'))} "
+        f"(or give a JSON file or a pasted Genotype(...) string)"
+    )
 
 
 # --- resolving whatever the user gave ----------------------------------------------------------------------------
@@ -437,8 +467,10 @@ def resolve_genotype(value: Any, kind: str | None = None) -> AnyGenotype:
     else:
         raise UserError(f"cannot make a genotype from a {type(value).__name__}")
     if kind is not None and genotype.kind != kind:
-        raise UserError(f"expected {_KIND_NAMES.get(kind, kind)} genotype, got {_KIND_NAMES[genotype.kind]} one: "
-                        f"{_snippet(genotype)}")
+        raise UserError(
+            f"expected {_KIND_NAMES.get(kind, kind)} genotype, got {_KIND_NAMES[genotype.kind]} one: "
+            f"{_snippet(genotype)}"
+        )
     return genotype
 
 
@@ -453,8 +485,9 @@ def _as_list(values: Any) -> list:
     return list(values)
 
 
-def derive_cell(weights: Any, primitives: Sequence[str] | Sequence[Sequence[str]], steps: int = 4,
-                edge_scale: Any = None) -> tuple[Pair, ...]:
+def derive_cell(
+    weights: Any, primitives: Sequence[str] | Sequence[Sequence[str]], steps: int = 4, edge_scale: Any = None
+) -> tuple[Pair, ...]:
     """DARTS' discretization of one cell.
 
     `weights` are [num_edges, num_ops] op weights (already normalized) or one row per edge;
@@ -490,10 +523,16 @@ def derive_cell(weights: Any, primitives: Sequence[str] | Sequence[Sequence[str]
     return tuple(pairs)
 
 
-def derive_genotype(normal_weights: Any, reduce_weights: Any, primitives: Sequence[str] | Sequence[Sequence[str]],
-                    steps: int = 4, normal_edge_scale: Any = None, reduce_edge_scale: Any = None,
-                    reduce_primitives: Sequence[str] | Sequence[Sequence[str]] | None = None,
-                    multiplier: int | None = None) -> Genotype:
+def derive_genotype(
+    normal_weights: Any,
+    reduce_weights: Any,
+    primitives: Sequence[str] | Sequence[Sequence[str]],
+    steps: int = 4,
+    normal_edge_scale: Any = None,
+    reduce_edge_scale: Any = None,
+    reduce_primitives: Sequence[str] | Sequence[Sequence[str]] | None = None,
+    multiplier: int | None = None,
+) -> Genotype:
     """Both cells by `derive_cell`; the output concatenates the last `multiplier` nodes (default: all)."""
     concat = range(2 + steps - (multiplier or steps), 2 + steps)
     return Genotype(

@@ -6,16 +6,19 @@ depth; ImageNet (mobile setting) uses three stride-2 3x3 convs as stems (224 -> 
 of C=48, and an auxiliary head without the second BN (as the official code has it).
 Drop path zeroes whole samples of each non-identity op's output during training, with the
 probability `drop_path_prob` the trainer sets each epoch.
+
+A genotype without a reduction cell (GDAS FRC, `reduce=None`) is stacked with GDAS's
+hand-designed reduction cell (`FixedReductionCell`) at the reduction positions.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
 from torch import nn
 
-from nasbench_repro.errors import UserError
 from nasbench_repro.spaces.cnn.ops import FactorizedReduce, ReLUConvBN, make_op
 from nasbench_repro.spaces.cnn.stems import cifar_stem, imagenet_stems, reduction_layers
 from nasbench_repro.spaces.genotypes import Genotype, Pair
@@ -31,8 +34,16 @@ def drop_path(x: torch.Tensor, drop_prob: float) -> torch.Tensor:
 class Cell(nn.Module):
     """A genotype cell: each intermediate node sums two op outputs; the output concatenates `concat`."""
 
-    def __init__(self, pairs: Sequence[Pair], concat: Sequence[int], C_prev_prev: int, C_prev: int, C: int,
-                 reduction: bool, reduction_prev: bool):
+    def __init__(
+        self,
+        pairs: Sequence[Pair],
+        concat: Sequence[int],
+        C_prev_prev: int,
+        C_prev: int,
+        C: int,
+        reduction: bool,
+        reduction_prev: bool,
+    ):
         super().__init__()
         self.reduction = reduction
         if reduction_prev:
@@ -61,6 +72,52 @@ class Cell(nn.Module):
         return out
 
 
+class FixedReductionCell(nn.Module):
+    """GDAS's hand-designed reduction cell (paper Fig. 3; structure from D-X-Y/GDAS @c72e66b
+    lib/nas/construct_utils.py `Transition`): after the usual 1x1 preprocessing, each input goes
+    through a strided 1x3 then 3x1 grouped conv, BN, ReLU, 1x1 conv, BN, and through a strided
+    3x3 max pool with BN; the four results are concatenated (4C channels).
+
+    The factorized convs are grouped in 8 as published; at a width 8 does not divide (reached
+    only by shrunken budgets) the largest group count dividing it is used instead. `affine`
+    is off in the search supernet, as for every search op.
+    """
+
+    def __init__(self, C_prev_prev: int, C_prev: int, C: int, reduction_prev: bool, affine: bool = True):
+        super().__init__()
+        self.reduction = True
+        self.multiplier = 4
+        if reduction_prev:
+            self.preprocess0 = FactorizedReduce(C_prev_prev, C, affine=affine)
+        else:
+            self.preprocess0 = ReLUConvBN(C_prev_prev, C, 1, 1, 0, affine=affine)
+        self.preprocess1 = ReLUConvBN(C_prev, C, 1, 1, 0, affine=affine)
+        groups = math.gcd(8, C)
+        self.convs = nn.ModuleList(
+            nn.Sequential(
+                nn.ReLU(inplace=False),
+                nn.Conv2d(C, C, (1, 3), stride=(1, 2), padding=(0, 1), groups=groups, bias=False),
+                nn.Conv2d(C, C, (3, 1), stride=(2, 1), padding=(1, 0), groups=groups, bias=False),
+                nn.BatchNorm2d(C, affine=affine),
+                nn.ReLU(inplace=False),
+                nn.Conv2d(C, C, 1, bias=False),
+                nn.BatchNorm2d(C, affine=affine),
+            )
+            for _ in range(2)
+        )
+        self.pools = nn.ModuleList(
+            nn.Sequential(nn.MaxPool2d(3, stride=2, padding=1), nn.BatchNorm2d(C, affine=affine)) for _ in range(2)
+        )
+
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor, drop_prob: float = 0.0) -> torch.Tensor:
+        states = (self.preprocess0(s0), self.preprocess1(s1))
+        outputs = [conv(state) for conv, state in zip(self.convs, states, strict=True)]
+        outputs += [pool(state) for pool, state in zip(self.pools, states, strict=True)]
+        if self.training and drop_prob > 0:
+            outputs = [drop_path(out, drop_prob) for out in outputs]
+        return torch.cat(outputs, dim=1)
+
+
 class AuxiliaryHead(nn.Module):
     """Auxiliary classifier on the feature map after the cell at 2/3 depth: ReLU, 5x5 average
     pool down to 2x2, 1x1 conv to 128 channels, 2x2 conv to 768, linear. CIFAR pools its 8x8 map
@@ -85,12 +142,11 @@ class AuxiliaryHead(nn.Module):
         return self.classifier(self.features(x).flatten(1))
 
 
-def _cells(genotype: Genotype, layers: int, C: int, C_stem: int,
-           reduction_prev: bool) -> tuple[nn.ModuleList, int, int]:
-    """Stack the genotype's cells; returns them, the channels after the auxiliary cell and at the end."""
-    if genotype.reduce is None:
-        raise UserError("this genotype has no reduction cell (GDAS FRC's hand-designed reduction cell is not "
-                        "implemented); use a genotype with both cells")
+def _cells(
+    genotype: Genotype, layers: int, C: int, C_stem: int, reduction_prev: bool
+) -> tuple[nn.ModuleList, int, int]:
+    """Stack the genotype's cells (GDAS's fixed reduction cell where `reduce` is None); returns
+    them, the channels after the auxiliary cell and at the end."""
     cells = nn.ModuleList()
     C_prev_prev, C_prev, C_curr = C_stem, C_stem, C
     C_auxiliary = C_prev
@@ -98,10 +154,12 @@ def _cells(genotype: Genotype, layers: int, C: int, C_stem: int,
         reduction = layer in reduction_layers(layers)
         if reduction:
             C_curr *= 2
-            pairs, concat = genotype.reduce, genotype.reduce_concat
+        if reduction and genotype.reduce is None:
+            cell = FixedReductionCell(C_prev_prev, C_prev, C_curr, reduction_prev)
+        elif reduction:
+            cell = Cell(genotype.reduce, genotype.reduce_concat, C_prev_prev, C_prev, C_curr, True, reduction_prev)
         else:
-            pairs, concat = genotype.normal, genotype.normal_concat
-        cell = Cell(pairs, concat, C_prev_prev, C_prev, C_curr, reduction, reduction_prev)
+            cell = Cell(genotype.normal, genotype.normal_concat, C_prev_prev, C_prev, C_curr, False, reduction_prev)
         cells.append(cell)
         reduction_prev = reduction
         C_prev_prev, C_prev = C_prev, cell.multiplier * C_curr
@@ -136,8 +194,15 @@ class _EvaluationNetwork(nn.Module):
 class NetworkCIFAR(_EvaluationNetwork):
     """The CIFAR evaluation network (paper setting: C=36, 20 cells, auxiliary weight 0.4)."""
 
-    def __init__(self, C: int = 36, num_classes: int = 10, layers: int = 20, auxiliary: bool = True,
-                 genotype: Genotype | None = None, stem_multiplier: int = 3):
+    def __init__(
+        self,
+        C: int = 36,
+        num_classes: int = 10,
+        layers: int = 20,
+        auxiliary: bool = True,
+        genotype: Genotype | None = None,
+        stem_multiplier: int = 3,
+    ):
         super().__init__(layers, auxiliary)
         if genotype is None:
             raise ValueError("NetworkCIFAR needs a genotype")
@@ -158,8 +223,14 @@ class NetworkImageNet(_EvaluationNetwork):
     """The ImageNet mobile-setting network (C=48, 14 cells, 224x224 input): two stems bring
     224 to 56 (C channels) and 56 to 28, so the first cell sees a reduction as its previous cell."""
 
-    def __init__(self, C: int = 48, num_classes: int = 1000, layers: int = 14, auxiliary: bool = True,
-                 genotype: Genotype | None = None):
+    def __init__(
+        self,
+        C: int = 48,
+        num_classes: int = 1000,
+        layers: int = 14,
+        auxiliary: bool = True,
+        genotype: Genotype | None = None,
+    ):
         super().__init__(layers, auxiliary)
         if genotype is None:
             raise ValueError("NetworkImageNet needs a genotype")

@@ -23,6 +23,5 @@ def imagenet_stems(C_out: int) -> tuple[nn.Sequential, nn.Sequential]:
         nn.Conv2d(C_out // 2, C_out, 3, stride=2, padding=1, bias=False),
         nn.BatchNorm2d(C_out),
     )
-    stem1 = nn.Sequential(nn.ReLU(), nn.Conv2d(C_out, C_out, 3, stride=2, padding=1, bias=False),
-                          nn.BatchNorm2d(C_out))
+    stem1 = nn.Sequential(nn.ReLU(), nn.Conv2d(C_out, C_out, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(C_out))
     return stem0, stem1

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from nasbench_repro.spaces.cnn.networks import FixedReductionCell
 from nasbench_repro.spaces.cnn.ops import DARTS_PRIMITIVES, FactorizedReduce, ReLUConvBN, is_pool, make_op
 from nasbench_repro.spaces.cnn.stems import cifar_stem, imagenet_stems, reduction_layers
 from nasbench_repro.spaces.genotypes import cell_edge_count, edge_primitives
@@ -28,31 +29,26 @@ EdgeFactory = Callable[[int, int, Sequence[str]], nn.Module]
 
 
 @dataclass
-class ArchWeights:
-    """What the method computes from its architecture parameters each step, per cell type.
+class CellWeights:
+    """What one cell type runs with, computed by the method from its architecture parameters.
 
-    - `normal` / `reduce`: op weights, [num_edges, num_ops] (or one 1-D tensor per edge);
-    - `normal_edges` / `reduce_edges`: per-edge scales [num_edges] multiplying each edge's
-      output (PC-DARTS edge normalization); None means 1;
-    - `normal_selected` / `reduce_selected`: for hard-sampling rules (GDAS, NASP), the op to run
-      on each edge as Python ints. Only that op is computed, as `weights[i] * op_i(x)`, so a
-      straight-through weight still carries the gradient. Picking which module runs needs the
-      index on the host: fetch all edges' indices with one `.tolist()` per step rather than one
-      `.item()` per edge.
+    - `ops`: op weights, [num_edges, num_ops] (or one 1-D tensor per edge);
+    - `edges`: per-edge scales [num_edges] multiplying each edge's output (PC-DARTS edge
+      normalization); None means 1;
+    - `selected`: for discrete rules (GDAS, NASP), one entry per edge as Python values: the op
+      to run (only that one is computed, as `ops[e][i] * op_i(x)`, so a straight-through weight
+      still carries the gradient), or None to switch the edge off. Picking which module runs
+      needs the index on the host: fetch all edges' indices with one `.tolist()` per step
+      rather than one `.item()` per edge. `selected=None` for the whole cell runs every op.
     """
 
-    normal: torch.Tensor | Sequence[torch.Tensor]
-    reduce: torch.Tensor | Sequence[torch.Tensor]
-    normal_edges: torch.Tensor | None = None
-    reduce_edges: torch.Tensor | None = None
-    normal_selected: Sequence[int] | None = None
-    reduce_selected: Sequence[int] | None = None
+    ops: torch.Tensor | Sequence[torch.Tensor]
+    edges: torch.Tensor | None = None
+    selected: Sequence[int | None] | None = None
 
-    def for_cell(self, reduction: bool) -> tuple:
-        """(op weights, edge scales, selected ops) for a normal or a reduction cell."""
-        if reduction:
-            return self.reduce, self.reduce_edges, self.reduce_selected
-        return self.normal, self.normal_edges, self.normal_selected
+
+# Cell type ("normal", "reduce"; a recurrent supernet uses its own names) -> its weights.
+ArchWeights = dict[str, CellWeights]
 
 
 def make_search_op(name: str, C: int, stride: int) -> nn.Module:
@@ -63,13 +59,33 @@ def make_search_op(name: str, C: int, stride: int) -> nn.Module:
     return op
 
 
-class MixedOp(nn.Module):
-    """One edge: the weighted sum of every candidate op, or only the selected one."""
+class SkipDropout(nn.Dropout):
+    """Dropout after an identity skip connection (P-DARTS); its rate follows a schedule, see `set_skip_dropout`."""
 
-    def __init__(self, C: int, stride: int, primitives: Sequence[str]):
+
+def set_skip_dropout(module: nn.Module, rate: float) -> None:
+    """Set the rate of every skip-connection dropout inside `module`."""
+    for child in module.modules():
+        if isinstance(child, SkipDropout):
+            child.p = rate
+
+
+class MixedOp(nn.Module):
+    """One edge: the weighted sum of every candidate op, or only the selected one.
+
+    `skip_dropout` follows the identity skip connection with a `SkipDropout` (P-DARTS; its rate
+    starts at 0; strided skips, which are FactorizedReduce, get none, as in the official code)."""
+
+    def __init__(self, C: int, stride: int, primitives: Sequence[str], skip_dropout: bool = False):
         super().__init__()
         self.primitives = tuple(primitives)
-        self.ops = nn.ModuleList(make_search_op(name, C, stride) for name in self.primitives)
+        ops = []
+        for name in self.primitives:
+            op = make_search_op(name, C, stride)
+            if isinstance(op, nn.Identity) and skip_dropout:
+                op = nn.Sequential(op, SkipDropout(0.0))
+            ops.append(op)
+        self.ops = nn.ModuleList(ops)
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor, selected: int | None = None) -> torch.Tensor:
         if len(weights) != len(self.ops):
@@ -109,16 +125,27 @@ class PartialChannelMixedOp(nn.Module):
         mixed = self.mixed(x[:, : self.sampled_channels], weights, selected)
         if self.k == 1:
             return mixed
-        bypass = self.bypass_pool(x[:, self.sampled_channels:])
+        bypass = self.bypass_pool(x[:, self.sampled_channels :])
         return channel_shuffle(torch.cat([mixed, bypass], dim=1), self.k)
 
 
 class SearchCell(nn.Module):
-    """Two inputs, `steps` intermediate nodes each summing one edge from every earlier node,
-    output the concatenation of the last `multiplier` nodes."""
+    """Two inputs, `steps` intermediate nodes each summing one edge from every earlier node
+    (edges switched off by `selected` are left out), output the concatenation of the last
+    `multiplier` nodes."""
 
-    def __init__(self, steps: int, multiplier: int, C_prev_prev: int, C_prev: int, C: int, reduction: bool,
-                 reduction_prev: bool, primitives: tuple[tuple[str, ...], ...], edge_factory: EdgeFactory = MixedOp):
+    def __init__(
+        self,
+        steps: int,
+        multiplier: int,
+        C_prev_prev: int,
+        C_prev: int,
+        C: int,
+        reduction: bool,
+        reduction_prev: bool,
+        primitives: tuple[tuple[str, ...], ...],
+        edge_factory: EdgeFactory = MixedOp,
+    ):
         super().__init__()
         self.reduction = reduction
         self.steps = steps
@@ -134,18 +161,21 @@ class SearchCell(nn.Module):
                 stride = 2 if reduction and source < 2 else 1
                 self.edges.append(edge_factory(C, stride, primitives[len(self.edges)]))
 
-    def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights, edge_scales: torch.Tensor | None = None,
-                selected: Sequence[int] | None = None) -> torch.Tensor:
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: CellWeights) -> torch.Tensor:
         states = [self.preprocess0(s0), self.preprocess1(s1)]
         edge = 0
-        for _ in range(self.steps):
+        for node in range(self.steps):
             terms = []
             for state in states:
-                out = self.edges[edge](state, weights[edge], None if selected is None else selected[edge])
-                terms.append(out if edge_scales is None else edge_scales[edge] * out)
+                choice = None if weights.selected is None else weights.selected[edge]
+                if weights.selected is None or choice is not None:
+                    out = self.edges[edge](state, weights.ops[edge], choice)
+                    terms.append(out if weights.edges is None else weights.edges[edge] * out)
                 edge += 1
+            if not terms:
+                raise ValueError(f"every edge into node {node + 2} is switched off")
             states.append(sum(terms))
-        return torch.cat(states[-self.multiplier:], dim=1)
+        return torch.cat(states[-self.multiplier :], dim=1)
 
 
 def stem_for(input_shape: tuple[int, ...]) -> str:
@@ -162,17 +192,32 @@ class SearchNetwork(nn.Module):
     `primitives` (and `reduce_primitives`, default the same; NASP searches different lists for
     the two cell types) is a list of op names shared by every edge, or one list per edge
     (P-DARTS after pruning). `edge_factory(C, stride, primitives)` builds each edge.
+    `fixed_reduction=True` puts GDAS's hand-designed reduction cell at the reduction positions
+    (GDAS FRC): only the normal cell is searched. `cell_primitives` lists, per searched cell
+    type, each edge's candidate ops.
     """
 
-    def __init__(self, C: int = 16, num_classes: int = 10, layers: int = 8, primitives: Primitives = DARTS_PRIMITIVES,
-                 edge_factory: EdgeFactory = MixedOp, steps: int = 4, multiplier: int = 4, stem_multiplier: int = 3,
-                 reduce_primitives: Primitives | None = None, stem: str = "cifar"):
+    def __init__(
+        self,
+        C: int = 16,
+        num_classes: int = 10,
+        layers: int = 8,
+        primitives: Primitives = DARTS_PRIMITIVES,
+        edge_factory: EdgeFactory = MixedOp,
+        steps: int = 4,
+        multiplier: int = 4,
+        stem_multiplier: int = 3,
+        reduce_primitives: Primitives | None = None,
+        stem: str = "cifar",
+        fixed_reduction: bool = False,
+    ):
         super().__init__()
         self.steps = steps
         self.multiplier = multiplier
         self.num_edges = cell_edge_count(steps)
-        self.normal_primitives = edge_primitives(primitives, self.num_edges)
-        self.reduce_primitives = edge_primitives(reduce_primitives or primitives, self.num_edges)
+        self.cell_primitives = {"normal": edge_primitives(primitives, self.num_edges)}
+        if not fixed_reduction:
+            self.cell_primitives["reduce"] = edge_primitives(reduce_primitives or primitives, self.num_edges)
         C_curr = stem_multiplier * C
         if stem == "cifar":
             self.stem0, self.stem1 = cifar_stem(C_curr), None
@@ -188,11 +233,23 @@ class SearchNetwork(nn.Module):
             reduction = layer in reduction_layers(layers)
             if reduction:
                 C_curr *= 2
-            primitives_here = self.reduce_primitives if reduction else self.normal_primitives
-            self.cells.append(SearchCell(steps, multiplier, C_prev_prev, C_prev, C_curr, reduction, reduction_prev,
-                                         primitives_here, edge_factory))
+            if reduction and fixed_reduction:
+                cell = FixedReductionCell(C_prev_prev, C_prev, C_curr, reduction_prev, affine=False)
+            else:
+                cell = SearchCell(
+                    steps,
+                    multiplier,
+                    C_prev_prev,
+                    C_prev,
+                    C_curr,
+                    reduction,
+                    reduction_prev,
+                    self.cell_primitives["reduce" if reduction else "normal"],
+                    edge_factory,
+                )
+            self.cells.append(cell)
             reduction_prev = reduction
-            C_prev_prev, C_prev = C_prev, multiplier * C_curr
+            C_prev_prev, C_prev = C_prev, cell.multiplier * C_curr
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(C_prev, num_classes)
 
@@ -200,5 +257,8 @@ class SearchNetwork(nn.Module):
         s0 = self.stem0(x)
         s1 = s0 if self.stem1 is None else self.stem1(s0)
         for cell in self.cells:
-            s0, s1 = s1, cell(s0, s1, *arch.for_cell(cell.reduction))
+            if isinstance(cell, FixedReductionCell):
+                s0, s1 = s1, cell(s0, s1)
+            else:
+                s0, s1 = s1, cell(s0, s1, arch["reduce" if cell.reduction else "normal"])
         return self.classifier(self.global_pooling(s1).flatten(1))

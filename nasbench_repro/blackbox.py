@@ -1,0 +1,602 @@
+"""The loop shared by every black-box method (NAS-RL, random search, grid search, regularized
+evolution), a sibling of the differentiable methods' bilevel loop:
+
+    for each round:
+        candidates  <- propose(count)      sample, enumerate, mutate, or ask the controller
+        evaluations <- evaluate(candidates)  train each from scratch on the search split, or
+                                             rank it with a weight-sharing supernet
+        update(evaluations)                age the population, step the controller, ...
+    return the best candidate evaluated
+
+A method supplies `propose` and `update` (and, where it keeps any, its own state); this
+module owns the rest. A round is one `ctx.epochs` step, so the method's state, the history,
+the evaluation cache and every random stream are checkpointed after each round.
+
+Evaluators:
+- `ProxyTraining`: a candidate is trained from scratch on the weights' part of the search
+  split and scored on the held-out part (the protocol's epochs, channels and cells, which a
+  budget scales). Candidates run through an executor (`executors.py`): a process pool, or
+  Slurm. Each is seeded from the run's seed and its canonical key, so a result does not
+  depend on which worker ran it or when; results are read back in proposal order, so any
+  number of workers writes the same record. Every finished evaluation is also written
+  atomically to the run's `evaluations-search/` folder, so a run killed mid-round redoes only
+  the candidates that were in flight.
+- `WeightSharing` (Li & Talwalkar, 2019): a supernet over the cell space is trained with one
+  uniformly sampled architecture per minibatch (its epochs come before the rounds); a round
+  then scores each candidate with the shared weights on a few validation minibatches and
+  rescores the best few on the whole validation half.
+
+Results are cached by the space's canonical key: no architecture is trained twice in a run,
+and isomorphic duplicates count as the same architecture. Every round logs the best-so-far
+validation accuracy against the number of architectures evaluated; the time axis (GPU-hours)
+is the phase's per-round wall time in the record's cost, times the devices the run held.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import itertools
+import json
+import math
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from nasbench_repro.atomic import write_json
+from nasbench_repro.context import Context, PhaseResult, autocast_for
+from nasbench_repro.data import DataRequest, resolve
+from nasbench_repro.evaluation import sgd_with_schedule, train_epoch
+from nasbench_repro.executors import open_executor
+from nasbench_repro.method import Method
+from nasbench_repro.protocol import Domain, PhaseProtocol, integer, one_of
+from nasbench_repro.spaces.cnn.layerwise import LayerwiseSpace
+from nasbench_repro.spaces.cnn.ops import OP_NAMES
+from nasbench_repro.spaces.cnn.sampling import CellSpace
+from nasbench_repro.spaces.cnn.supernet import ArchWeights, CellWeights, SearchNetwork, stem_for
+from nasbench_repro.spaces.genotypes import cell_edge_count
+from nasbench_repro.spaces.space import Space
+from nasbench_repro.training import RunningClassification, evaluate_classifier, lr_schedule
+
+
+def _op_list(value: Any, _: Mapping[str, Any]) -> bool:
+    return (
+        isinstance(value, list)
+        and bool(value)
+        and len(set(value)) == len(value)
+        and all(isinstance(name, str) and name in OP_NAMES for name in value)
+    )
+
+
+def _odd_sizes(value: Any, _: Mapping[str, Any]) -> bool:
+    return (
+        isinstance(value, list)
+        and bool(value)
+        and all(isinstance(size, int) and not isinstance(size, bool) and size >= 1 and size % 2 for size in value)
+    )
+
+
+def _counts(value: Any, _: Mapping[str, Any]) -> bool:
+    return (
+        isinstance(value, list)
+        and bool(value)
+        and all(isinstance(count, int) and not isinstance(count, bool) and count >= 1 for count in value)
+    )
+
+
+# What each evaluator and space reads from the search protocol (besides the shared training keys).
+EVALUATOR_KEYS = {
+    "train_from_scratch": (
+        "epochs",
+        "batch_size",
+        "train_examples",
+        "train_portion",
+        "lr",
+        "lr_schedule",
+        "lr_min",
+        "momentum",
+        "weight_decay",
+        "score_window",
+    ),
+    "weight_sharing": (
+        "epochs",
+        "batch_size",
+        "train_examples",
+        "train_portion",
+        "init_channels",
+        "layers",
+        "lr",
+        "lr_min",
+        "momentum",
+        "weight_decay",
+        "grad_clip",
+        "score_batches",
+        "rescore_top",
+    ),
+}
+SPACE_KEYS = {
+    "cell": ("ops", "nodes", "distinct_inputs", "concat", "init_channels", "layers"),
+    "layerwise": ("filter_heights", "filter_widths", "filter_channels", "layers"),
+}
+
+
+def _evaluator_fits(value: Any, values: Mapping[str, Any]) -> bool:
+    """The protocol holds the evaluator's keys; weight sharing needs a DARTS-style cell supernet."""
+    if value not in EVALUATOR_KEYS or not all(key in values for key in EVALUATOR_KEYS[value]):
+        return False
+    return value != "weight_sharing" or (
+        values.get("space", "cell") == "cell"
+        and values.get("distinct_inputs") is True
+        and values.get("concat") == "all"
+    )
+
+
+def _space_fits(value: Any, values: Mapping[str, Any]) -> bool:
+    return value in SPACE_KEYS and all(key in values for key in SPACE_KEYS[value])
+
+
+# Keys every black-box protocol may use; methods add their own.
+BLACKBOX_DOMAINS: dict[str, Domain] = {
+    "evaluator": Domain(
+        "train_from_scratch, or weight_sharing over a cell space with distinct inputs and all nodes "
+        "concatenated; the search protocol must hold that evaluator's keys",
+        _evaluator_fits,
+        depends_on=("space", "distinct_inputs", "concat"),
+    ),
+    "space": Domain("cell or layerwise, with that space's keys in the search protocol", _space_fits),
+    "architectures": integer(1, 100_000),  # NAS-RL trained 12,800, regularized evolution 20,000
+    "round_size": integer(1),
+    "ops": Domain("a non-empty list of distinct operation names (see nasbench_repro/spaces/cnn/ops.py)", _op_list),
+    "nodes": integer(1, 6),
+    "distinct_inputs": one_of(True, False),
+    "concat": one_of("all", "unused"),
+    "tied_cells": one_of(True, False),
+    "filter_heights": Domain("a non-empty list of odd filter sizes", _odd_sizes),
+    "filter_widths": Domain("a non-empty list of odd filter sizes", _odd_sizes),
+    "filter_channels": Domain("a non-empty list of positive filter counts", _counts),
+    "score_window": integer(1),
+    "score_batches": integer(1),
+    "rescore_top": integer(1),
+    "nesterov": Domain(
+        "true (with a momentum above 0) or false",
+        lambda value, values: value is False or (value is True and values.get("momentum", 0) > 0),
+        depends_on=("momentum",),
+    ),
+}
+
+
+def candidate_seed(run_seed: int, key: str) -> int:
+    """A candidate's own seed: the same architecture in the same run always trains the same way."""
+    digest = hashlib.sha256(f"{run_seed}:{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
+class RandomStream(random.Random):
+    """The search's own random stream (sampling, tournaments, mutations), checkpointed with each round."""
+
+    def state_dict(self) -> dict[str, Any]:
+        version, internal, gauss = self.getstate()
+        return {"version": version, "internal": list(internal), "gauss": gauss}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.setstate((state["version"], tuple(state["internal"]), state["gauss"]))
+
+
+@contextlib.contextmanager
+def seeded(generator: torch.Generator, seed: int) -> Iterator[None]:
+    """Draw from `generator` as if freshly seeded with `seed`, then put its state back."""
+    saved = generator.get_state()
+    generator.manual_seed(seed)
+    try:
+        yield
+    finally:
+        generator.set_state(saved)
+
+
+@dataclass
+class Evaluation:
+    """One proposal's outcome. `selectable`: it may be the search's answer (with weight sharing
+    only rescored candidates are); `trained`: this proposal was the one that computed it."""
+
+    genotype: Any
+    key: str
+    valid_acc: float
+    trained: bool
+    selectable: bool = True
+    diverged: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "genotype": self.genotype.to_dict(),
+            "key": self.key,
+            "valid_acc": self.valid_acc,
+            "trained": self.trained,
+            "selectable": self.selectable,
+            "diverged": self.diverged,
+        }
+
+
+class History:
+    """Every proposal's evaluation in proposal order (repeats included), kept as a checkpointable dict."""
+
+    def __init__(self, space: Space):
+        self.space = space
+        self.state: dict[str, list] = {"evaluations": []}
+
+    def __len__(self) -> int:
+        return len(self.state["evaluations"])
+
+    def __getitem__(self, index: int) -> Evaluation:
+        entry = self.state["evaluations"][index]
+        return Evaluation(**{**entry, "genotype": self.space.genotype_from_dict(entry["genotype"])})
+
+    def add(self, evaluations: Sequence[Evaluation]) -> None:
+        self.state["evaluations"].extend(evaluation.to_dict() for evaluation in evaluations)
+
+    def accuracy(self, index: int) -> float:
+        return self.state["evaluations"][index]["valid_acc"]
+
+    @property
+    def trained(self) -> int:
+        return sum(entry["trained"] for entry in self.state["evaluations"])
+
+    def best_index(self) -> int | None:
+        """The highest validation accuracy among selectable evaluations (the first on ties)."""
+        entries = self.state["evaluations"]
+        candidates = [index for index, entry in enumerate(entries) if entry["selectable"]]
+        return max(candidates, key=lambda index: (entries[index]["valid_acc"], -index), default=None)
+
+    def best(self) -> Evaluation:
+        index = self.best_index()
+        if index is None:
+            raise RuntimeError("the search evaluated no selectable architecture")
+        return self[index]
+
+    def progress(self, latest: Sequence[Evaluation]) -> dict[str, Any]:
+        """One row of the best-so-far curve, after a round."""
+        best = self.best_index()
+        scores = [evaluation.valid_acc for evaluation in latest]
+        return {
+            "evaluated": len(self),
+            "trained": self.trained,
+            "best_valid_acc": None if best is None else self.state["evaluations"][best]["valid_acc"],
+            "round_best_valid_acc": max(scores),
+            "round_mean_valid_acc": sum(scores) / len(scores),
+            "best_genotype": None if best is None else str(self[best].genotype),
+        }
+
+
+# --- training a candidate from scratch (runs in worker processes) ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class CandidateTask:
+    """Everything a worker needs to train and score one candidate, and where to leave the result."""
+
+    space: Any
+    genotype: Any
+    key: str
+    values: dict[str, Any]
+    seed: int
+    request: DataRequest
+    precision: str
+    result_path: Path
+
+
+_loaded: dict[tuple[DataRequest, str], tuple[Any, torch.Generator]] = {}
+
+
+def _data_on(request: DataRequest, device: torch.device) -> tuple[Any, torch.Generator]:
+    """The dataset on `device` with a generator of its own, loaded once per process."""
+    slot = (request, str(device))
+    if slot not in _loaded:
+        generator = torch.Generator(device=device)
+        _loaded[slot] = (resolve(request).load(device, generator), generator)
+    return _loaded[slot]
+
+
+def train_candidate(task: CandidateTask, device: torch.device) -> dict[str, Any]:
+    """Train one candidate and score it; write the result file; return the result.
+
+    Every random stream it draws from is seeded from the task's seed, and the caller's
+    streams are left as they were, so this runs the same in any process."""
+    data, generator = _data_on(task.request, device)
+    values = PhaseProtocol("search", task.values)
+    began = time.perf_counter()
+    generator.manual_seed(task.seed)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(task.seed)
+        network = task.space.build_network(task.genotype, values, data.num_classes, data.input_shape).to(device)
+        curve, diverged = fit(network, values, data, functools.partial(autocast_for, task.precision, device))
+    result = {
+        "key": task.key,
+        "genotype": task.genotype.to_dict(),
+        "valid_acc": 0.0 if diverged else max(curve),
+        "valid_curve": curve,
+        "diverged": diverged,
+        "seconds": time.perf_counter() - began,
+        "device": str(device),
+    }
+    write_json(task.result_path, result)
+    return result
+
+
+def fit(network: nn.Module, values: PhaseProtocol, data: Any, autocast: Callable) -> tuple[list[float], bool]:
+    """Train on the weights' part of the search split for `epochs`; score the held-out part in
+    the last `score_window` epochs (the candidate's score is the best of them). Returns those
+    accuracies and whether the loss diverged (a diverged candidate scores 0: one bad
+    architecture does not end a search)."""
+    device = next(network.parameters()).device
+    optimizer, scheduler = sgd_with_schedule(network, values)
+    criterion = nn.CrossEntropyLoss(label_smoothing=values.get("label_smoothing", 0.0))
+    train, _ = data.search_batches(values.train_examples, values.train_portion, values.batch_size)
+    held_out = data.validation_batches(values.train_examples, values.train_portion, values.batch_size)
+    scored_from = values.epochs - values.score_window
+    curve: list[float] = []
+    for epoch in range(values.epochs):
+        network.drop_path_prob = values.get("drop_path_prob", 0.0) * epoch / values.epochs
+        summary = train_epoch(network, optimizer, train, criterion, values, autocast)
+        scheduler.step()
+        if not math.isfinite(summary["loss"]):
+            return curve, True
+        if epoch >= scored_from:
+            network.eval()
+            curve.append(evaluate_classifier(lambda images: network(images)[0], held_out, device, autocast)["acc"])
+    return curve, False
+
+
+# --- evaluators --------------------------------------------------------------------------------------------------
+
+
+class ProxyTraining:
+    """Each new candidate trained from scratch through the run's executor; results cached by key."""
+
+    preparation_epochs = 0
+
+    def __init__(self, space: Space, ctx: Context, rng: random.Random):
+        self.space, self.ctx = space, ctx
+        self.cache: dict[str, dict[str, Any]] = {}
+        self.executor = None
+
+    def state(self) -> dict[str, Any]:
+        return {"evaluation_cache": self.cache}
+
+    @contextlib.contextmanager
+    def opened(self) -> Iterator[None]:
+        ctx = self.ctx
+        with open_executor(ctx.executor, ctx.device, ctx.spec.determinism, ctx.checkpoint_path.parent / "slurm") as ex:
+            if ex.gpus:
+                ctx.meter.device_count = ex.gpus
+            self.executor = ex
+            yield
+
+    def _result_path(self, key: str) -> Path:
+        return self.ctx.evaluations_dir / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.json"
+
+    def _stored(self, key: str) -> dict[str, Any] | None:
+        """A result a worker wrote before the run was interrupted (never half a file: writes are atomic)."""
+        path = self._result_path(key)
+        if not path.exists():
+            return None
+        result = json.loads(path.read_text())
+        return result if result.get("key") == key else None
+
+    def evaluate(self, genotypes: Sequence[Any]) -> list[Evaluation]:
+        keys = [self.space.key(genotype) for genotype in genotypes]
+        pending: dict[str, Any] = {}
+        computed: set[str] = set()
+        for genotype, key in zip(genotypes, keys, strict=True):
+            if key in self.cache or key in pending:
+                continue
+            stored = self._stored(key)
+            if stored is not None:
+                self.cache[key] = stored
+                computed.add(key)
+            else:
+                pending[key] = genotype
+        ctx = self.ctx
+        tasks = [
+            CandidateTask(
+                self.space,
+                genotype,
+                key,
+                dict(ctx.protocol),
+                candidate_seed(ctx.spec.seed, key),
+                ctx.data_request,
+                ctx.precision,
+                self._result_path(key),
+            )
+            for key, genotype in pending.items()
+        ]
+        for key, result in zip(pending, self.executor.map(train_candidate, tasks), strict=True):
+            self.cache[key] = result
+        computed |= set(pending)
+        evaluations = []
+        for genotype, key in zip(genotypes, keys, strict=True):
+            result = self.cache[key]
+            evaluations.append(
+                Evaluation(genotype, key, result["valid_acc"], trained=key in computed, diverged=result["diverged"])
+            )
+            computed.discard(key)  # a repeat within the round reuses the first one's training
+        return evaluations
+
+
+class WeightSharing:
+    """Li & Talwalkar's random search with weight sharing: a DARTS supernet trained on single
+    paths (one uniformly sampled architecture per minibatch, as their `train_batch`), then
+    candidates scored with the shared weights: `score_batches` validation minibatches each,
+    and the round's `rescore_top` best again on the whole validation half (their
+    `get_eval_arch`). Scoring draws each candidate's minibatches from a stream seeded by its key."""
+
+    def __init__(self, space: Space, ctx: Context, rng: random.Random):
+        if not (isinstance(space, CellSpace) and space.distinct_inputs and space.concat == "all"):
+            raise ValueError("weight sharing needs a DARTS cell space (distinct inputs, all nodes concatenated)")
+        protocol, data = ctx.protocol, ctx.data
+        self.space, self.ctx, self.rng = space, ctx, rng
+        self.primitives = space.ops
+        self.supernet = SearchNetwork(
+            protocol.init_channels,
+            data.num_classes,
+            protocol.layers,
+            self.primitives,
+            steps=space.nodes,
+            multiplier=space.nodes,
+            stem=stem_for(data.input_shape),
+        ).to(ctx.device)
+        self.optimizer = torch.optim.SGD(
+            self.supernet.parameters(), lr=protocol.lr, momentum=protocol.momentum, weight_decay=protocol.weight_decay
+        )
+        self.scheduler = lr_schedule(self.optimizer, "cosine", protocol.epochs, lr_min=protocol.lr_min)
+        self.train_batches, self.valid_batches = data.search_batches(
+            protocol.train_examples, protocol.train_portion, protocol.batch_size
+        )
+        self.preparation_epochs = protocol.epochs
+        self.edges = cell_edge_count(space.nodes)
+        self.first_edge = list(itertools.accumulate(range(2, space.nodes + 1), initial=0))  # of each node
+
+    def state(self) -> dict[str, Any]:
+        return {"supernet": self.supernet, "supernet_optimizer": self.optimizer, "supernet_scheduler": self.scheduler}
+
+    @contextlib.contextmanager
+    def opened(self) -> Iterator[None]:
+        yield  # scoring with shared weights is a few forward passes: it runs here, on the run's device
+
+    def single_path(self, genotype: Any) -> ArchWeights:
+        """Weight 1 on each chosen (edge, op); every other edge switched off."""
+        cells = {}
+        for cell, pairs in (("normal", genotype.normal), ("reduce", genotype.reduce)):
+            selected: list[int | None] = [None] * self.edges
+            for position, (op, source) in enumerate(pairs):
+                selected[self.first_edge[position // 2] + source] = self.primitives.index(op)
+            chosen = [edge for edge, op in enumerate(selected) if op is not None]
+            weights = torch.zeros(self.edges, len(self.primitives), device=self.ctx.device)
+            weights[chosen, [selected[edge] for edge in chosen]] = 1.0
+            cells[cell] = CellWeights(weights, selected=selected)
+        return cells
+
+    def prepare(self, epoch: int) -> dict[str, Any]:
+        """One epoch of supernet training, a fresh uniform architecture per minibatch."""
+        ctx, protocol = self.ctx, self.ctx.protocol
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.supernet.train()
+        running = RunningClassification(ctx.device)
+        for images, labels in ctx.progress(self.train_batches, total=len(self.train_batches)):
+            path = self.single_path(self.space.sample(self.rng))
+            with ctx.autocast():
+                logits = self.supernet(images, path)
+            loss = nn.functional.cross_entropy(logits.float(), labels)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(self.supernet.parameters(), protocol.grad_clip)
+            self.optimizer.step()
+            running.update(loss, logits, labels)
+        self.scheduler.step()
+        summary = running.summary()
+        ctx.check_finite(summary["loss"], "supernet training loss")
+        return {"lr": lr, "supernet_train_loss": summary["loss"], "supernet_train_acc": summary["acc"]}
+
+    def _score(self, genotype: Any, key: str, batches: int | None) -> float:
+        self.supernet.eval()
+        path = self.single_path(genotype)
+        with torch.no_grad(), seeded(self.ctx.generator, candidate_seed(self.ctx.spec.seed, key)):
+            stream = itertools.islice(self.valid_batches, batches)
+            forward = lambda images: self.supernet(images, path)  # noqa: E731
+            return evaluate_classifier(forward, stream, self.ctx.device, self.ctx.autocast)["acc"]
+
+    def evaluate(self, genotypes: Sequence[Any]) -> list[Evaluation]:
+        protocol = self.ctx.protocol
+        keys = [self.space.key(genotype) for genotype in genotypes]
+        quick = [
+            self._score(genotype, key, protocol.score_batches) for genotype, key in zip(genotypes, keys, strict=True)
+        ]
+        ranked = sorted(range(len(genotypes)), key=lambda index: (-quick[index], index))[: protocol.rescore_top]
+        full = {index: self._score(genotypes[index], keys[index], None) for index in ranked}
+        return [
+            Evaluation(genotype, key, full.get(index, quick[index]), trained=True, selectable=index in full)
+            for index, (genotype, key) in enumerate(zip(genotypes, keys, strict=True))
+        ]
+
+
+EVALUATORS = {"train_from_scratch": ProxyTraining, "weight_sharing": WeightSharing}
+
+
+# --- the loop ----------------------------------------------------------------------------------------------------
+
+
+def chunks(total: int, size: int) -> list[int]:
+    """`total` split into rounds of `size` (the last one shorter)."""
+    return [min(size, total - start) for start in range(0, total, size)]
+
+
+class BlackBoxMethod(Method):
+    """Base of the black-box methods: subclasses write `propose` (and `update`, `start` when
+    they keep state), not the loop. While a search runs, `self.space`, `self.protocol`,
+    `self.rng` (the search's random stream) and `self.history` are set."""
+
+    protocol_domains = BLACKBOX_DOMAINS
+
+    # --- hooks --------------------------------------------------------------------------------------------------
+
+    def make_space(self, protocol: PhaseProtocol) -> Space:
+        if protocol.get("space", "cell") == "layerwise":
+            return LayerwiseSpace(
+                protocol.filter_heights, protocol.filter_widths, protocol.filter_channels, protocol.layers
+            )
+        return CellSpace.from_protocol(protocol)
+
+    def start(self) -> dict[str, Any]:
+        """Set up the method's own state; return what a checkpoint must hold of it."""
+        return {}
+
+    def round_sizes(self) -> list[int]:
+        """How many candidates each round proposes."""
+        return chunks(self.protocol.architectures, self.protocol.round_size)
+
+    def propose(self, count: int) -> list[Any]:
+        raise NotImplementedError
+
+    def update(self, evaluations: Sequence[Evaluation]) -> dict[str, Any]:
+        """Learn from a round's evaluations; return values to log with the round."""
+        return {}
+
+    def summary(self) -> dict[str, Any]:
+        """Search metrics beyond the best candidate's (e.g. how much of a grid was covered)."""
+        return {}
+
+    # --- the shared algorithm ------------------------------------------------------------------------------------
+
+    def search(self, ctx: Context) -> PhaseResult:
+        self.protocol = ctx.protocol
+        self.space = self.make_space(ctx.protocol)
+        self.rng = RandomStream(f"{self.name}:{ctx.spec.seed}")
+        self.history = History(self.space)
+        evaluator = EVALUATORS[ctx.protocol.evaluator](self.space, ctx, self.rng)
+        state = {"search_rng": self.rng, "history": self.history.state, **evaluator.state(), **self.start()}
+        rounds = self.round_sizes()
+        preparation = evaluator.preparation_epochs
+        with evaluator.opened():
+            for step in ctx.epochs(preparation + len(rounds), state):
+                if step < preparation:
+                    ctx.log(**evaluator.prepare(step))
+                    continue
+                evaluations = evaluator.evaluate(self.propose(rounds[step - preparation]))
+                self.history.add(evaluations)
+                learned = self.update(evaluations)
+                ctx.log(**self.history.progress(evaluations), **learned)
+        best = self.history.best()
+        return PhaseResult(
+            {
+                "search_valid_acc": best.valid_acc,
+                "architectures_evaluated": len(self.history),
+                "architectures_trained": self.history.trained,
+                **self.summary(),
+            },
+            best.genotype,
+        )
