@@ -35,10 +35,11 @@ def _at_most(key: str) -> Domain:
     )
 
 
-def tournament(members: Sequence[int], accuracy: Callable[[int], float], sample_size: int, rng: random.Random) -> int:
-    """The most accurate of `sample_size` members drawn at random, with replacement (the first drawn on ties)."""
+def tournament(members: Sequence[int], score: Callable[[int], float], sample_size: int, rng: random.Random) -> int:
+    """The best scoring (most accurate) of `sample_size` members drawn at random, with replacement
+    (the first drawn on ties)."""
     sample = [rng.choice(members) for _ in range(sample_size)]
-    return max(sample, key=accuracy)
+    return max(sample, key=score)
 
 
 def add_and_age(members: list[int], newcomer: int, population_size: int) -> int | None:
@@ -74,7 +75,7 @@ class RegularizedEvolution(BlackBoxMethod):
         return [self.mutate(self.history[self.select_parent()].genotype) for _ in range(count)]
 
     def select_parent(self) -> int:
-        return tournament(self.population["members"], self.history.accuracy, self.protocol.sample_size, self.rng)
+        return tournament(self.population["members"], self.history.score, self.protocol.sample_size, self.rng)
 
     def mutate(self, genotype: Any) -> Any:
         if self.rng.random() < self.protocol.identity_mutation_prob:
@@ -85,4 +86,4 @@ class RegularizedEvolution(BlackBoxMethod):
         members = self.population["members"]
         for index in range(len(self.history) - len(evaluations), len(self.history)):
             add_and_age(members, index, self.protocol.population_size)
-        return {"population_mean_valid_acc": statistics.fmean(map(self.history.accuracy, members))}
+        return {f"population_mean_{self.space.metric.name}": statistics.fmean(map(self.history.value, members))}

@@ -5,7 +5,7 @@
     layer, v^T tanh(W_prev h_j + W_curr h_i), decides the skip connections
     repeat until the budget of architectures is spent:
         sample m children; train each; reward R_k = (max validation accuracy over its last
-        5 epochs)^3
+        5 epochs)^3 (CIFAR-10), c / (validation perplexity)^2 (Penn Treebank, Sec. 4.2)
         REINFORCE step: ascend 1/m sum_k sum_t grad log P(a_t | a_<t) (R_k - b), with b an
         exponential moving average of the earlier rewards
     return the best child
@@ -15,7 +15,10 @@ connections) the children deepen as the search goes on: `layers` at first, `add_
 more after every `depth_step_architectures` children. The paper's 800 GPUs ran 100
 controller replicas asynchronously, 8 children each; here one controller takes synchronous
 steps of `children_per_update` children. `--variant darts-cell` runs the same controller
-over the DARTS cell space (inputs and ops of every node as tokens).
+over the DARTS cell space (inputs and ops of every node as tokens). On PTB the controller
+proposes DARTS recurrent cells (a predecessor and an activation per node), not the paper's
+own tree-shaped cells, and the reward is `reward_constant` times the validation metric to the
+`reward_power` (the accuracy cubed; 80 / perplexity²).
 """
 
 from __future__ import annotations
@@ -32,12 +35,18 @@ from torch import nn
 
 from nasbench_repro.blackbox import BLACKBOX_DOMAINS, BlackBoxMethod, Evaluation, chunks
 from nasbench_repro.context import Context, PhaseResult
+from nasbench_repro.data import cell_kind
 from nasbench_repro.evaluation import train_from_scratch
-from nasbench_repro.protocol import POSITIVE, integer, number
+from nasbench_repro.protocol import POSITIVE, Domain, integer, number
 from nasbench_repro.spaces.cnn.layerwise import LayerwiseGenotype, LayerwiseSpace
 from nasbench_repro.spaces.space import Decision, Space, Token
 
 VARIANT_LABELS = {None: "v1 no stride or pooling", "darts-cell": "DARTS cell space"}
+RNN_LABEL = "DARTS recurrent cell space"  # not the paper's own PTB cells: a row of its own
+# positive for a metric where higher is better (accuracy), negative for one where lower is (perplexity)
+REWARD_POWER = Domain(
+    "a non-zero number from -100 to 100", lambda value, values: number(-100, 100).test(value, values) and value != 0
+)
 
 
 class Controller(nn.Module):
@@ -135,6 +144,7 @@ def reinforce_step(
 
 class NASRL(BlackBoxMethod):
     name = "nas-rl"
+    search_kinds = ("cnn", "rnn")
     protocol_domains = {
         **BLACKBOX_DOMAINS,
         "children_per_update": integer(1),
@@ -142,13 +152,14 @@ class NASRL(BlackBoxMethod):
         "controller_layers": integer(1, 16),
         "controller_init_range": POSITIVE,
         "baseline_decay": number(0, 1, high_open=True),
-        "reward_power": POSITIVE,
+        "reward_power": REWARD_POWER,
+        "reward_constant": POSITIVE,
         "add_layers": integer(0, 50),
         "depth_step_architectures": integer(1),
     }
 
     def variant(self, protocol) -> str:
-        return VARIANT_LABELS[protocol.variant]
+        return RNN_LABEL if cell_kind(protocol.dataset) == "rnn" else VARIANT_LABELS[protocol.variant]
 
     def start(self) -> dict[str, Any]:
         protocol = self.protocol
@@ -191,7 +202,8 @@ class NASRL(BlackBoxMethod):
             (space.decisions(), space.encode(evaluation.genotype))
             for space, evaluation in zip(spaces, evaluations, strict=True)
         ]
-        rewards = [evaluation.valid_acc**protocol.reward_power for evaluation in evaluations]
+        constant = protocol.get("reward_constant", 1.0)  # the CIFAR-10 reward has none
+        rewards = [constant * evaluation.value**protocol.reward_power for evaluation in evaluations]
         mean_reward = statistics.fmean(rewards)
         if self.baseline["value"] is None:  # the first step: the baseline starts at the first children's mean
             self.baseline["value"] = mean_reward

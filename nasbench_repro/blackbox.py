@@ -15,7 +15,9 @@ the evaluation cache and every random stream are checkpointed after each round.
 Evaluators:
 - `ProxyTraining`: a candidate is trained from scratch on the weights' part of the search
   split and scored on the held-out part (the protocol's epochs, channels and cells, which a
-  budget scales). Candidates run through an executor (`executors.py`): a process pool, or
+  budget scales); a language model (the recurrent cell space, on PTB) trains on the training
+  split's tokens with the protocol's recipe (language_model.py) and is scored by its validation
+  perplexity. Candidates run through an executor (`executors.py`): a process pool, or
   Slurm. Each is seeded from the run's seed and its canonical key, so a result does not
   depend on which worker ran it or when; results are read back in proposal order, so any
   number of workers writes the same record. Every finished evaluation is also written
@@ -27,8 +29,10 @@ Evaluators:
   rescores the best few on the whole validation half.
 
 Results are cached by the space's canonical key: no architecture is trained twice in a run,
-and isomorphic duplicates count as the same architecture. Every round logs the best-so-far
-validation accuracy against the number of architectures evaluated; the time axis (GPU-hours)
+and isomorphic duplicates count as the same architecture. Candidates are ranked by a score
+where higher is better (the accuracy, or minus the perplexity: the space's `Metric`), and
+every round logs the best-so-far validation metric as the dataset reports it (`best_valid_acc`,
+`best_valid_ppl`) against the number of architectures evaluated; the time axis (GPU-hours)
 is the phase's per-round wall time in the record's cost, times the devices the run held.
 """
 
@@ -42,7 +46,7 @@ import json
 import math
 import random
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,8 +57,10 @@ from torch import nn
 from nasbench_repro.atomic import write_json
 from nasbench_repro.context import Context, PhaseResult, autocast_for
 from nasbench_repro.data import DataRequest, resolve
+from nasbench_repro.data.text import TextCorpus
 from nasbench_repro.evaluation import sgd_with_schedule, train_epoch
 from nasbench_repro.executors import open_executor
+from nasbench_repro.language_model import LanguageModelTraining
 from nasbench_repro.method import Method
 from nasbench_repro.protocol import Domain, PhaseProtocol, integer, one_of
 from nasbench_repro.spaces.cnn.layerwise import LayerwiseSpace
@@ -62,17 +68,24 @@ from nasbench_repro.spaces.cnn.ops import OP_NAMES
 from nasbench_repro.spaces.cnn.sampling import CellSpace
 from nasbench_repro.spaces.cnn.supernet import ArchWeights, CellWeights, SearchNetwork, stem_for
 from nasbench_repro.spaces.genotypes import cell_edge_count
-from nasbench_repro.spaces.space import Space
+from nasbench_repro.spaces.rnn.cell import ACTIVATIONS
+from nasbench_repro.spaces.rnn.sampling import RecurrentCellSpace
+from nasbench_repro.spaces.space import Metric, Space
 from nasbench_repro.training import RunningClassification, evaluate_classifier, lr_schedule
 
 
-def _op_list(value: Any, _: Mapping[str, Any]) -> bool:
-    return (
-        isinstance(value, list)
-        and bool(value)
-        and len(set(value)) == len(value)
-        and all(isinstance(name, str) and name in OP_NAMES for name in value)
-    )
+def _distinct_names(known: Collection[str]) -> Callable[[Any, Mapping[str, Any]], bool]:
+    """A domain test: a non-empty list of distinct names, each one of `known`."""
+
+    def test(value: Any, _: Mapping[str, Any]) -> bool:
+        return (
+            isinstance(value, list)
+            and bool(value)
+            and len(set(value)) == len(value)
+            and all(isinstance(name, str) and name in known for name in value)
+        )
+
+    return test
 
 
 def _odd_sizes(value: Any, _: Mapping[str, Any]) -> bool:
@@ -121,14 +134,44 @@ EVALUATOR_KEYS = {
         "rescore_top",
     ),
 }
+# A language model candidate (the recurrent space) trains with language_model.py's recipe instead.
+LANGUAGE_MODEL_KEYS = (
+    "epochs",
+    "batch_size",
+    "train_examples",
+    "valid_examples",
+    "valid_batch_size",
+    "hidden_size",
+    "bptt",
+    "bptt_std",
+    "bptt_max_delta",
+    "lr",
+    "weight_decay",
+    "grad_clip",
+    "asgd_nonmono",
+    "asgd_trigger",
+    "word_dropout",
+    "embedding_dropout",
+    "cell_input_dropout",
+    "hidden_dropout",
+    "output_dropout",
+    "activation_regularization",
+    "temporal_activation_regularization",
+    "score_window",
+)
 SPACE_KEYS = {
     "cell": ("ops", "nodes", "distinct_inputs", "concat", "init_channels", "layers"),
     "layerwise": ("filter_heights", "filter_widths", "filter_channels", "layers"),
+    "recurrent": ("activations", "nodes"),
 }
+MAX_NODES = {"cell": 6, "recurrent": 12}  # a cell's key relabels its nodes: 6! orders; a recurrent cell's is a tree
 
 
 def _evaluator_fits(value: Any, values: Mapping[str, Any]) -> bool:
-    """The protocol holds the evaluator's keys; weight sharing needs a DARTS-style cell supernet."""
+    """The protocol holds the evaluator's keys; weight sharing needs a DARTS-style cell supernet;
+    the recurrent space trains its candidates from scratch."""
+    if values.get("space") == "recurrent":
+        return value == "train_from_scratch" and all(key in values for key in LANGUAGE_MODEL_KEYS)
     if value not in EVALUATOR_KEYS or not all(key in values for key in EVALUATOR_KEYS[value]):
         return False
     return value != "weight_sharing" or (
@@ -142,19 +185,29 @@ def _space_fits(value: Any, values: Mapping[str, Any]) -> bool:
     return value in SPACE_KEYS and all(key in values for key in SPACE_KEYS[value])
 
 
+def _node_count(value: Any, values: Mapping[str, Any]) -> bool:
+    most = MAX_NODES.get(values.get("space", "cell"), MAX_NODES["cell"])
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= most
+
+
 # Keys every black-box protocol may use; methods add their own.
 BLACKBOX_DOMAINS: dict[str, Domain] = {
     "evaluator": Domain(
         "train_from_scratch, or weight_sharing over a cell space with distinct inputs and all nodes "
-        "concatenated; the search protocol must hold that evaluator's keys",
+        "concatenated (the recurrent space: train_from_scratch); the search protocol must hold that evaluator's keys",
         _evaluator_fits,
         depends_on=("space", "distinct_inputs", "concat"),
     ),
-    "space": Domain("cell or layerwise, with that space's keys in the search protocol", _space_fits),
+    "space": Domain("cell, layerwise or recurrent, with that space's keys in the search protocol", _space_fits),
     "architectures": integer(1, 100_000),  # NAS-RL trained 12,800, regularized evolution 20,000
     "round_size": integer(1),
-    "ops": Domain("a non-empty list of distinct operation names (see nasbench_repro/spaces/cnn/ops.py)", _op_list),
-    "nodes": integer(1, 6),
+    "ops": Domain(
+        "a non-empty list of distinct operation names (see nasbench_repro/spaces/cnn/ops.py)", _distinct_names(OP_NAMES)
+    ),
+    "nodes": Domain("1 to 6 intermediate nodes in a cell, 1 to 12 in a recurrent cell", _node_count, ("space",)),
+    "activations": Domain(
+        f"a non-empty list of distinct activations among {', '.join(ACTIVATIONS)}", _distinct_names(ACTIVATIONS)
+    ),
     "distinct_inputs": one_of(True, False),
     "concat": one_of("all", "unused"),
     "tied_cells": one_of(True, False),
@@ -202,21 +255,29 @@ def seeded(generator: torch.Generator, seed: int) -> Iterator[None]:
 
 @dataclass
 class Evaluation:
-    """One proposal's outcome. `selectable`: it may be the search's answer (with weight sharing
-    only rescored candidates are); `trained`: this proposal was the one that computed it."""
+    """One proposal's outcome: `value`, the space's metric as the dataset reports it (validation
+    accuracy, perplexity), and `score`, the same where higher is better. `selectable`: it may be
+    the search's answer (with weight sharing only rescored candidates are); `trained`: this
+    proposal was the one that computed it."""
 
     genotype: Any
     key: str
-    valid_acc: float
+    value: float
+    score: float
     trained: bool
     selectable: bool = True
     diverged: bool = False
+
+    @classmethod
+    def of(cls, metric: Metric, genotype: Any, key: str, value: float, **flags: bool) -> Evaluation:
+        return cls(genotype, key, value, metric.score(value), **flags)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "genotype": self.genotype.to_dict(),
             "key": self.key,
-            "valid_acc": self.valid_acc,
+            "value": self.value,
+            "score": self.score,
             "trained": self.trained,
             "selectable": self.selectable,
             "diverged": self.diverged,
@@ -240,18 +301,21 @@ class History:
     def add(self, evaluations: Sequence[Evaluation]) -> None:
         self.state["evaluations"].extend(evaluation.to_dict() for evaluation in evaluations)
 
-    def accuracy(self, index: int) -> float:
-        return self.state["evaluations"][index]["valid_acc"]
+    def score(self, index: int) -> float:
+        return self.state["evaluations"][index]["score"]
+
+    def value(self, index: int) -> float:
+        return self.state["evaluations"][index]["value"]
 
     @property
     def trained(self) -> int:
         return sum(entry["trained"] for entry in self.state["evaluations"])
 
     def best_index(self) -> int | None:
-        """The highest validation accuracy among selectable evaluations (the first on ties)."""
+        """The highest score among selectable evaluations (the first on ties)."""
         entries = self.state["evaluations"]
         candidates = [index for index, entry in enumerate(entries) if entry["selectable"]]
-        return max(candidates, key=lambda index: (entries[index]["valid_acc"], -index), default=None)
+        return max(candidates, key=lambda index: (entries[index]["score"], -index), default=None)
 
     def best(self) -> Evaluation:
         index = self.best_index()
@@ -260,15 +324,15 @@ class History:
         return self[index]
 
     def progress(self, latest: Sequence[Evaluation]) -> dict[str, Any]:
-        """One row of the best-so-far curve, after a round."""
-        best = self.best_index()
-        scores = [evaluation.valid_acc for evaluation in latest]
+        """One row of the best-so-far curve, after a round, in the space's metric (e.g. `best_valid_ppl`)."""
+        best, name = self.best_index(), self.space.metric.name
+        values = [evaluation.value for evaluation in latest]
         return {
             "evaluated": len(self),
             "trained": self.trained,
-            "best_valid_acc": None if best is None else self.state["evaluations"][best]["valid_acc"],
-            "round_best_valid_acc": max(scores),
-            "round_mean_valid_acc": sum(scores) / len(scores),
+            f"best_{name}": None if best is None else self.value(best),
+            f"round_best_{name}": max(latest, key=lambda evaluation: evaluation.score).value,
+            f"round_mean_{name}": sum(values) / len(values),
             "best_genotype": None if best is None else str(self[best].genotype),
         }
 
@@ -309,16 +373,22 @@ def train_candidate(task: CandidateTask, device: torch.device) -> dict[str, Any]
     streams are left as they were, so this runs the same in any process."""
     data, generator = _data_on(task.request, device)
     values = PhaseProtocol("search", task.values)
+    metric = task.space.metric
     began = time.perf_counter()
     generator.manual_seed(task.seed)
+    autocast = functools.partial(autocast_for, task.precision, device)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(task.seed)
-        network = task.space.build_network(task.genotype, values, data.num_classes, data.input_shape).to(device)
-        curve, diverged = fit(network, values, data, functools.partial(autocast_for, task.precision, device))
+        if isinstance(data, TextCorpus):  # a language model predicts its vocabulary's words
+            network = task.space.build_network(task.genotype, values, data.vocabulary_size, ()).to(device)
+            curve, diverged = fit_language_model(network, values, data, autocast)
+        else:
+            network = task.space.build_network(task.genotype, values, data.num_classes, data.input_shape).to(device)
+            curve, diverged = fit(network, values, data, autocast)
     result = {
         "key": task.key,
         "genotype": task.genotype.to_dict(),
-        "valid_acc": 0.0 if diverged else max(curve),
+        metric.name: metric.worst if diverged else metric.best(curve),
         "valid_curve": curve,
         "diverged": diverged,
         "seconds": time.perf_counter() - began,
@@ -349,6 +419,26 @@ def fit(network: nn.Module, values: PhaseProtocol, data: Any, autocast: Callable
         if epoch >= scored_from:
             network.eval()
             curve.append(evaluate_classifier(lambda images: network(images)[0], held_out, device, autocast)["acc"])
+    return curve, False
+
+
+def fit_language_model(
+    network: nn.Module, values: PhaseProtocol, data: TextCorpus, autocast: Callable
+) -> tuple[list[float], bool]:
+    """Train a language model on the training split's tokens for `epochs` with the protocol's
+    recipe (SGD, then ASGD when validation stalls); its validation perplexities in the last
+    `score_window` epochs (the candidate's score is the lowest) and whether it diverged."""
+    training = LanguageModelTraining(network, values, data, autocast)
+    scored_from = values.epochs - values.score_window
+    curve: list[float] = []
+    for epoch in range(values.epochs):
+        if not math.isfinite(training.train_epoch()["loss"]):
+            return curve, True
+        valid = training.validate(epoch)
+        if not math.isfinite(valid["loss"]):
+            return curve, True
+        if epoch >= scored_from:
+            curve.append(valid["ppl"])
     return curve, False
 
 
@@ -419,10 +509,13 @@ class ProxyTraining:
             self.cache[key] = result
         computed |= set(pending)
         evaluations = []
+        metric = self.space.metric
         for genotype, key in zip(genotypes, keys, strict=True):
             result = self.cache[key]
             evaluations.append(
-                Evaluation(genotype, key, result["valid_acc"], trained=key in computed, diverged=result["diverged"])
+                Evaluation.of(
+                    metric, genotype, key, result[metric.name], trained=key in computed, diverged=result["diverged"]
+                )
             )
             computed.discard(key)  # a repeat within the round reuses the first one's training
         return evaluations
@@ -519,7 +612,9 @@ class WeightSharing:
         ranked = sorted(range(len(genotypes)), key=lambda index: (-quick[index], index))[: protocol.rescore_top]
         full = {index: self._score(genotypes[index], keys[index], None) for index in ranked}
         return [
-            Evaluation(genotype, key, full.get(index, quick[index]), trained=True, selectable=index in full)
+            Evaluation.of(
+                self.space.metric, genotype, key, full.get(index, quick[index]), trained=True, selectable=index in full
+            )
             for index, (genotype, key) in enumerate(zip(genotypes, keys, strict=True))
         ]
 
@@ -545,10 +640,13 @@ class BlackBoxMethod(Method):
     # --- hooks --------------------------------------------------------------------------------------------------
 
     def make_space(self, protocol: PhaseProtocol) -> Space:
-        if protocol.get("space", "cell") == "layerwise":
+        space = protocol.get("space", "cell")
+        if space == "layerwise":
             return LayerwiseSpace(
                 protocol.filter_heights, protocol.filter_widths, protocol.filter_channels, protocol.layers
             )
+        if space == "recurrent":
+            return RecurrentCellSpace.from_protocol(protocol)
         return CellSpace.from_protocol(protocol)
 
     def start(self) -> dict[str, Any]:
@@ -593,7 +691,7 @@ class BlackBoxMethod(Method):
         best = self.history.best()
         return PhaseResult(
             {
-                "search_valid_acc": best.valid_acc,
+                f"search_{self.space.metric.name}": best.value,
                 "architectures_evaluated": len(self.history),
                 "architectures_trained": self.history.trained,
                 **self.summary(),

@@ -32,7 +32,9 @@ Black-box searches (a phase with `architectures`, how many candidates it evaluat
   the tournament `sample_size` keeps its share of the population (at least 2 where the
   population allows);
 - `epochs` and `train_examples` there are spent once per candidate (or on the weight-sharing
-  supernet), so `max_candidate_epochs` and `max_candidate_examples` cap them further.
+  supernet), so `max_candidate_epochs` and `max_candidate_examples` cap them further; a
+  language-model candidate keeps instead the share of its training tokens that the image cap
+  keeps of CIFAR-10 (`candidate_token_share`: smoke 1.02%, as 512 of 50,000 images).
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ class Budget:
     max_cohort: int | None = None
     max_candidate_epochs: int | None = None
     max_candidate_examples: int | None = None
+    candidate_token_share: float = 1.0
 
     @property
     def is_reproduction(self) -> bool:
@@ -143,8 +146,12 @@ class Budget:
         if self.max_architectures is not None:
             new_count = min(new_count, self.max_architectures)
         scaled = {"architectures": new_count}
-        if isinstance(values.get("train_examples"), int) and self.max_candidate_examples is not None:
-            scaled["train_examples"] = min(values["train_examples"], self.max_candidate_examples)
+        if isinstance(values.get("train_examples"), int):
+            if "bptt" in values:  # tokens: a share, never more than the phase's own rule keeps
+                share = min(self.train_token_share, self.candidate_token_share)
+                scaled["train_examples"] = max(1, round(values["train_examples"] * share))
+            elif self.max_candidate_examples is not None:
+                scaled["train_examples"] = min(values["train_examples"], self.max_candidate_examples)
         for key, value in values.items():
             if key.endswith("_architectures") and isinstance(value, int):
                 scaled[key] = max(1, round(value * new_count / count))
@@ -190,8 +197,8 @@ BUDGETS: dict[str, Budget] = {
     "smoke": Budget(
         "smoke",
         "three epochs on 1,024 images (text: 2% of the training tokens, 10% of valid and test) with a half-width "
-        "network (black-box searches: 8 candidates, one epoch on 512 images each): proves the code runs, measures "
-        "nothing",
+        "network (black-box searches: 8 candidates, one epoch on 512 images or 1% of the training tokens each): "
+        "proves the code runs, measures nothing",
         max_epochs=3,
         max_train_examples=1024,
         max_test_examples=1000,
@@ -204,6 +211,7 @@ BUDGETS: dict[str, Budget] = {
         max_cohort=4,
         max_candidate_epochs=1,
         max_candidate_examples=512,
+        candidate_token_share=512 / CIFAR10_TRAIN_IMAGES,
     ),
 }
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from nasbench_repro import progress
+from nasbench_repro import interrupts, progress
 from nasbench_repro.atomic import write_with
 from nasbench_repro.data import DataRequest
 from nasbench_repro.errors import DivergenceError
@@ -105,6 +105,7 @@ class Context:
         start = self._restore(state)
         with progress.bar(total=total, initial=start, desc=f"{self.spec.method} {self.phase}", unit="epoch") as bar:
             for epoch in range(start, total):
+                interrupts.raise_if_requested()
                 self.epoch = epoch
                 began = time.perf_counter()
                 yield epoch
@@ -120,8 +121,12 @@ class Context:
         row = {"epoch": self.epoch, **values}
         self.curves.append(row)
 
-    def progress(self, iterable: Any = None, total: int | None = None, desc: str = "") -> Any:
-        return progress.bar(iterable, total=total, desc=desc or f"{self.phase} epoch {self.epoch}", unit="step")
+    def progress(self, iterable: Any, total: int | None = None, desc: str = "") -> Iterator[Any]:
+        """The steps of an epoch with a progress bar; a stop a signal asked for is raised before each."""
+        with progress.bar(iterable, total=total, desc=desc or f"{self.phase} epoch {self.epoch}", unit="step") as bar:
+            for item in bar:
+                interrupts.raise_if_requested()
+                yield item
 
     def _save(self, epoch: int, state: Mapping[str, Any]) -> None:
         payload = {

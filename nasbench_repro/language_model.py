@@ -43,16 +43,6 @@ def perplexity(loss: float) -> float:
     return math.exp(loss) if loss <= MAX_LOG_PERPLEXITY else math.inf
 
 
-def dropouts_from(protocol) -> Dropouts:
-    return Dropouts(
-        word=protocol.word_dropout,
-        embedding=protocol.embedding_dropout,
-        cell_input=protocol.cell_input_dropout,
-        hidden=protocol.hidden_dropout,
-        output=protocol.output_dropout,
-    )
-
-
 def language_model_loss(
     output: LanguageModelOutput, targets: torch.Tensor, protocol
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -190,41 +180,95 @@ class SgdThenAsgd:
         self.optimizer.load_state_dict(state["optimizer"])
 
 
-def train_language_model(genotype: Any, ctx: Context) -> PhaseResult:
-    """Train `genotype`'s language model with the evaluation protocol; test the best validation epoch."""
-    protocol, data, device = ctx.protocol, ctx.data, ctx.device
-    model = evaluation_model(genotype, data.vocabulary_size, protocol.hidden_size, dropouts_from(protocol)).to(device)
-    params_millions = count_parameters_millions(model)
-    optimizer = SgdThenAsgd(
-        model.parameters(), protocol.lr, protocol.weight_decay, protocol.asgd_nonmono, protocol.asgd_trigger
-    )
-    train_batches = data.training_batches(
-        "train", protocol.train_examples, protocol.batch_size, protocol.bptt, protocol.bptt_std, protocol.bptt_max_delta
-    )
-    valid_batches = data.evaluation_batches("valid", protocol.valid_examples, protocol.valid_batch_size, protocol.bptt)
-    test_batches = data.evaluation_batches("test", protocol.test_examples, protocol.test_batch_size, protocol.bptt)
-    best: dict[str, Any] = {"valid_loss": math.inf, "epoch": None, "weights": {}}  # the model DARTS tests
+class LanguageModelTraining:
+    """One language model trained by a protocol's recipe an epoch at a time, on the training split
+    and validated on the validation split: the evaluation phase runs it under the runner's
+    checkpointed epochs, a black-box candidate (blackbox.py) in a worker process.
 
-    def validate() -> dict[str, float]:
-        model.eval()
-        return evaluate_language_model(
-            model, valid_batches, model.initial_hidden(valid_batches.batch_size), ctx.autocast
+    `validate` keeps the weights of the best validation epoch (the model DARTS tests) and lets the
+    optimizer decide whether SGD gives way to ASGD."""
+
+    def __init__(
+        self,
+        model: LanguageModel,
+        protocol,
+        data,
+        autocast: Callable = contextlib.nullcontext,
+        progress: Callable[[Iterable], Iterable] = iter,
+    ):
+        self.model, self.protocol, self.autocast, self.progress = model, protocol, autocast, progress
+        self.optimizer = SgdThenAsgd(
+            model.parameters(), protocol.lr, protocol.weight_decay, protocol.asgd_nonmono, protocol.asgd_trigger
         )
+        self.train_batches = data.training_batches(
+            "train",
+            protocol.train_examples,
+            protocol.batch_size,
+            protocol.bptt,
+            protocol.bptt_std,
+            protocol.bptt_max_delta,
+        )
+        self.valid_batches = data.evaluation_batches(
+            "valid", protocol.valid_examples, protocol.valid_batch_size, protocol.bptt
+        )
+        self.best: dict[str, Any] = {"valid_loss": math.inf, "epoch": None, "weights": {}}
 
-    for epoch in ctx.epochs(protocol.epochs, {"model": model, "optimizer": optimizer, "best": best}):
-        train = _train_epoch(model, optimizer, train_batches, protocol, ctx)
-        ctx.check_finite(train["loss"], "training loss")
-        averaging = optimizer.averaging
-        with optimizer.averaged_weights():
-            valid = validate()
-            ctx.check_finite(valid["loss"], "validation loss")
-            if valid["loss"] < best["valid_loss"]:
-                best.update(
+    def state(self) -> dict[str, Any]:
+        """What a checkpoint holds between epochs."""
+        return {"model": self.model, "optimizer": self.optimizer, "best": self.best}
+
+    def train_epoch(self) -> dict[str, float]:
+        """One pass over the training windows; the loss stays on the device until the epoch ends."""
+        model, optimizer, protocol, batches = self.model, self.optimizer, self.protocol, self.train_batches
+        model.train()
+        hidden = model.initial_hidden(batches.batch_size)
+        total, tokens = torch.zeros((), dtype=torch.float64, device=hidden.device), 0
+        for inputs, targets, _, drawn_length in self.progress(batches):
+            with self.autocast():
+                output = model(inputs, hidden.detach())
+            loss, cross_entropy = language_model_loss(output, targets, protocol)
+            optimizer.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), protocol.grad_clip)
+            optimizer.step(drawn_length / protocol.bptt)
+            total += cross_entropy.detach() * targets.numel()
+            tokens += targets.numel()
+            hidden = output.hidden
+        return {"loss": float(total) / max(tokens, 1), "tokens": tokens}
+
+    def validate(self, epoch: int) -> dict[str, float]:
+        """Validation loss and perplexity (with ASGD's averaged weights once it runs); keep the best epoch's weights."""
+        model = self.model
+        with self.optimizer.averaged_weights():
+            model.eval()
+            valid = evaluate_language_model(
+                model, self.valid_batches, model.initial_hidden(self.valid_batches.batch_size), self.autocast
+            )
+            if valid["loss"] < self.best["valid_loss"]:
+                self.best.update(
                     valid_loss=valid["loss"],
                     epoch=epoch,
                     weights={name: value.detach().clone() for name, value in model.state_dict().items()},
                 )
-        optimizer.after_validation(valid["loss"])
+        self.optimizer.after_validation(valid["loss"])
+        return valid
+
+
+def train_language_model(genotype: Any, ctx: Context) -> PhaseResult:
+    """Train `genotype`'s language model with the evaluation protocol; test the best validation epoch."""
+    protocol, data = ctx.protocol, ctx.data
+    dropouts = Dropouts.from_protocol(protocol)
+    model = evaluation_model(genotype, data.vocabulary_size, protocol.hidden_size, dropouts).to(ctx.device)
+    params_millions = count_parameters_millions(model)
+    training = LanguageModelTraining(model, protocol, data, ctx.autocast, ctx.progress)
+    test_batches = data.evaluation_batches("test", protocol.test_examples, protocol.test_batch_size, protocol.bptt)
+
+    for epoch in ctx.epochs(protocol.epochs, training.state()):
+        train = training.train_epoch()
+        ctx.check_finite(train["loss"], "training loss")
+        averaging = training.optimizer.averaging
+        valid = training.validate(epoch)
+        ctx.check_finite(valid["loss"], "validation loss")
         ctx.log(
             averaging=averaging,
             train_loss=train["loss"],
@@ -234,6 +278,7 @@ def train_language_model(genotype: Any, ctx: Context) -> PhaseResult:
             valid_ppl=valid["ppl"],
         )
 
+    best = training.best
     model.load_state_dict(best["weights"])
     model.eval()
     test = evaluate_language_model(model, test_batches, model.initial_hidden(test_batches.batch_size), ctx.autocast)
@@ -245,26 +290,7 @@ def train_language_model(genotype: Any, ctx: Context) -> PhaseResult:
             "params_millions": params_millions,
             "selected_epoch": best["epoch"],
             "asgd_from_epoch": next((row["epoch"] for row in ctx.curves if row["averaging"]), None),
-            "valid_examples": valid_batches.tokens,
+            "valid_examples": training.valid_batches.tokens,
             "test_examples": test["tokens"],
         }
     )
-
-
-def _train_epoch(model: LanguageModel, optimizer: SgdThenAsgd, batches, protocol, ctx: Context) -> dict[str, float]:
-    """One pass over the training windows; the loss stays on the device until the epoch ends."""
-    model.train()
-    hidden = model.initial_hidden(batches.batch_size)
-    total, tokens = torch.zeros((), dtype=torch.float64, device=ctx.device), 0
-    for inputs, targets, _, drawn_length in ctx.progress(batches):
-        with ctx.autocast():
-            output = model(inputs, hidden.detach())
-        loss, cross_entropy = language_model_loss(output, targets, protocol)
-        optimizer.zero_grad()
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), protocol.grad_clip)
-        optimizer.step(drawn_length / protocol.bptt)
-        total += cross_entropy.detach() * targets.numel()
-        tokens += targets.numel()
-        hidden = output.hidden
-    return {"loss": float(total) / max(tokens, 1), "tokens": tokens}

@@ -33,6 +33,8 @@ class Method:
     # (kind -> the reason, e.g. the method's papers never searched that space).
     search_kinds: ClassVar[tuple[str, ...]] = ("cnn",)
     search_refusals: ClassVar[dict[str, str]] = {}
+    # (kind, variant) -> why that variant does not search that kind although the method does (and what does)
+    variant_refusals: ClassVar[dict[tuple[str, str | None], str]] = {}
 
     def variant(self, protocol: Protocol) -> str:
         """A short label for the settings that make this run a distinct row (e.g. "2nd order")."""

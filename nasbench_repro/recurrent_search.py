@@ -36,12 +36,12 @@ from torch.func import functional_call
 
 from nasbench_repro.data.text import TextCorpus, VariableLengthBatches, window
 from nasbench_repro.differentiable import ARCH_STEP, RNN_ARCHITECT, Stage
-from nasbench_repro.language_model import dropouts_from, evaluate_language_model, language_model_loss, perplexity
+from nasbench_repro.language_model import evaluate_language_model, language_model_loss, perplexity
 from nasbench_repro.protocol import PhaseProtocol
 from nasbench_repro.spaces.cnn.supernet import ArchWeights
 from nasbench_repro.spaces.genotypes import RNN_ACTIVATIONS, RecurrentGenotype
 from nasbench_repro.spaces.rnn.cell import CELL_TYPE, derive_recurrent_genotype
-from nasbench_repro.spaces.rnn.model import LanguageModelOutput, RecurrentSearchModel, search_model
+from nasbench_repro.spaces.rnn.model import Dropouts, LanguageModelOutput, RecurrentSearchModel, search_model
 
 
 @dataclass
@@ -107,7 +107,7 @@ class RecurrentLanguageModelSearch:
         return search_model(
             self.vocabulary_size,
             self.protocol.hidden_size,
-            dropouts_from(self.protocol),
+            Dropouts.from_protocol(self.protocol),
             primitives=_shared_ops(primitives[CELL_TYPE]),
         )
 

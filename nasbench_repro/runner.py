@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,7 +18,7 @@ from typing import Any
 
 import torch
 
-from nasbench_repro import catalog, environment
+from nasbench_repro import catalog, environment, interrupts
 from nasbench_repro.atomic import write_json, write_with
 from nasbench_repro.budgets import get_budget
 from nasbench_repro.context import Context, PhaseResult
@@ -69,6 +68,11 @@ def refuse_unsupported_search(method: type[Method], spec: RunSpec) -> None:
     if spec.dataset in SEARCH_REFUSALS:
         raise UserError(f"no search on {spec.dataset}: {SEARCH_REFUSALS[spec.dataset]}")
     kind = cell_kind(spec.dataset)
+    if (kind, spec.variant) in method.variant_refusals:
+        raise UserError(
+            f"{spec.method} {spec.variant or 'default'} protocol cannot search {spec.dataset}: "
+            f"{method.variant_refusals[kind, spec.variant]}"
+        )
     if kind in method.search_kinds:
         return
     if kind in method.search_refusals:
@@ -123,18 +127,6 @@ class RunDirectory:
     def finished(self, phase: str) -> dict | None:
         path = self.phase_file(phase)
         return json.loads(path.read_text()) if path.exists() else None
-
-
-def _install_sigterm() -> Any:
-    """Treat SIGTERM (Slurm preemption, `kill`) like Ctrl-C: record as interrupted, keep the checkpoint."""
-
-    def handler(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    try:
-        return signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread
-        return None
 
 
 @contextmanager
@@ -257,13 +249,13 @@ def _run(plan: RunPlan, genotype: Any) -> RunOutcome:
         "status": "interrupted",
         "reason": None,
     }
-    previous_sigterm = _install_sigterm()
     outcome_error: BaseException | None = None
     try:
-        for phase in spec.phases:
-            result = _phase(plan, phase, generator, load_data, genotype, record)
-            if result.genotype is not None:
-                genotype = result.genotype
+        with interrupts.stop_on_signals():
+            for phase in spec.phases:
+                result = _phase(plan, phase, generator, load_data, genotype, record)
+                if result.genotype is not None:
+                    genotype = result.genotype
         record["status"] = "complete"
     except KeyboardInterrupt:
         record["reason"] = "interrupted by the user or a signal; resume with --resume " + plan.run_id
@@ -276,8 +268,6 @@ def _run(plan: RunPlan, genotype: Any) -> RunOutcome:
         record["status"], record["reason"] = "failed", f"{type(error).__name__}: {error}"
         outcome_error = error
     finally:
-        if previous_sigterm is not None:
-            signal.signal(signal.SIGTERM, previous_sigterm)
         record["ended_utc"] = utc_now()
         path = write_record(plan.results_dir, record)
         log.info("record %s (%s)", path, record["status"])

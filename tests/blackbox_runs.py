@@ -1,4 +1,4 @@
-"""Black-box searches shrunk to seconds on a CPU, on small CIFAR-format files, for the end-to-end tests."""
+"""Black-box searches shrunk to seconds on a CPU, on small CIFAR-format or PTB files, for the end-to-end tests."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from cifar_files import write_release
+from text_files import write_ptb
 
 from nasbench_repro import records
 from nasbench_repro.executors import ExecutorChoice
@@ -41,11 +42,22 @@ TINY = {
     },
     "random": {**TRAINING, **CELLS, "search.architectures": 6, "search.round_size": 3},
 }
+# Language-model candidates on a fixture PTB (about 1,700 training tokens): a tiny cell, one epoch each.
+LANGUAGE_MODEL = {"search.epochs": 1, "search.hidden_size": 6, "search.batch_size": 4, "search.valid_batch_size": 2}
+TINY_PTB = {
+    "nas-rl": {**LANGUAGE_MODEL, "search.architectures": 6, "search.children_per_update": 2},
+    "random": {**LANGUAGE_MODEL, "search.architectures": 6, "search.round_size": 3},
+}
+OVERRIDES = {"cifar10": TINY, "ptb": TINY_PTB}
 
 
-def write_data(root: Path) -> Path:
-    """120 training images of noise in the official format (enough for 48-image search splits)."""
-    write_release(root / "cifar-10-batches-py", train_per_batch=24, test_count=8)
+def write_data(root: Path, dataset: str = "cifar10") -> Path:
+    """120 training images of noise in the official format (enough for 48-image search splits),
+    or a small Mikolov-form PTB."""
+    if dataset == "ptb":
+        write_ptb(root)
+    else:
+        write_release(root / "cifar-10-batches-py", train_per_batch=24, test_count=8)
     return root
 
 
@@ -57,13 +69,14 @@ def run_search(
     workers: int = 0,
     executor: ExecutorChoice | None = None,
     variant: str | None = None,
+    dataset: str = "cifar10",
 ) -> dict:
     spec = RunSpec(
         method,
-        "cifar10",
+        dataset,
         phase="search",
         seed=seed,
-        overrides=TINY[method],
+        overrides=OVERRIDES[dataset][method],
         variant=variant,
         allow_unofficial_data=True,
     )
@@ -77,10 +90,14 @@ def reproducible(record: dict) -> dict:
     return {key: record[key] for key in ("metrics", "curves", "genotype", "protocol", "variant", "dataset", "budget")}
 
 
-def cli_arguments(method: str, data_root: Path, out: Path, seed: int) -> list[str]:
+def cli_arguments(
+    method: str, data_root: Path, out: Path, seed: int, dataset: str = "cifar10", variant: str | None = None
+) -> list[str]:
     arguments = [
         "run",
         method,
+        "--dataset",
+        dataset,
         "--phase",
         "search",
         "--seeds",
@@ -95,24 +112,29 @@ def cli_arguments(method: str, data_root: Path, out: Path, seed: int) -> list[st
         "--runs-dir",
         str(out / "runs"),
     ]
-    for key, value in TINY[method].items():
+    if variant:
+        arguments += ["--variant", variant]
+    for key, value in OVERRIDES[dataset][method].items():
         arguments += ["--set", f"{key}={value}"]
     return arguments
 
 
-def check_kill_and_resume(method: str, tmp_path: Path, seed: int) -> None:
+def check_kill_and_resume(
+    method: str, tmp_path: Path, seed: int, dataset: str = "cifar10", variant: str | None = None
+) -> None:
     """A run SIGKILLed after its first checkpoint and resumed writes the uninterrupted run's record."""
-    data = write_data(tmp_path / "data")
-    uninterrupted = run_search(method, data, tmp_path / "straight", seed=seed)
-    resumed = kill_after_first_round_then_resume(method, data, tmp_path / "killed", seed)
+    data = write_data(tmp_path / "data", dataset)
+    uninterrupted = run_search(method, data, tmp_path / "straight", seed=seed, variant=variant, dataset=dataset)
+    arguments = cli_arguments(method, data, tmp_path / "killed", seed, dataset, variant)
+    resumed = kill_after_first_round_then_resume(arguments, tmp_path / "killed")
     assert resumed["cost"]["search"]["resumed_from_epoch"] >= 1
     assert reproducible(resumed) == reproducible(uninterrupted)
 
 
-def kill_after_first_round_then_resume(method: str, data_root: Path, out: Path, seed: int) -> dict:
-    """SIGKILL a run (no chance to clean up) once its first round is checkpointed; resume it;
-    return the resumed run's record."""
-    command = [sys.executable, "-m", "nasbench_repro", *cli_arguments(method, data_root, out, seed)]
+def kill_after_first_round_then_resume(arguments: list[str], out: Path) -> dict:
+    """SIGKILL a run of the CLI `arguments` (no chance to clean up) once its first round is
+    checkpointed in `out`; resume it; return the resumed run's record."""
+    command = [sys.executable, "-m", "nasbench_repro", *arguments]
     env = {**os.environ, "NASBENCH_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     runs = out / "runs"
@@ -127,7 +149,7 @@ def kill_after_first_round_then_resume(method: str, data_root: Path, out: Path, 
     run_id = checkpoints[0].parent.name
     assert not list((out / "results").rglob(f"{run_id}.json")), "the run finished before it could be killed"
     done = subprocess.run(
-        [sys.executable, "-m", "nasbench_repro", *cli_arguments(method, data_root, out, seed), "--resume", run_id],
+        [*command, "--resume", run_id],
         env=env,
         capture_output=True,
         text=True,

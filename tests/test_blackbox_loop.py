@@ -95,7 +95,7 @@ def test_results_written_before_an_interruption_are_not_recomputed(tmp_path):
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps({"key": key, "valid_acc": 0.875, "valid_curve": [0.875], "diverged": False}))
     [evaluation] = evaluator.evaluate([genotype])
-    assert evaluation.valid_acc == 0.875 and evaluation.trained
+    assert evaluation.value == evaluation.score == 0.875 and evaluation.trained
     assert evaluator.executor.tasks == []
 
 

@@ -166,17 +166,19 @@ def test_record_holds_perplexity_parameters_and_the_smoke_label(paths):
 def test_interrupt_then_resume_equals_uninterrupted(paths, monkeypatch):
     write_ptb(paths.data_root)
     _, uninterrupted = run(paths, seed=5)
-    train_epoch = language_model._train_epoch
+    train_epoch = language_model.LanguageModelTraining.train_epoch
+    epochs_begun = []
 
-    def interrupted_at_epoch_2(model, optimizer, batches, protocol, ctx):
-        if ctx.epoch == 2:
+    def interrupted_at_epoch_2(training):
+        epochs_begun.append(len(epochs_begun))
+        if len(epochs_begun) == 3:
             raise KeyboardInterrupt
-        return train_epoch(model, optimizer, batches, protocol, ctx)
+        return train_epoch(training)
 
-    monkeypatch.setattr(language_model, "_train_epoch", interrupted_at_epoch_2)
+    monkeypatch.setattr(language_model.LanguageModelTraining, "train_epoch", interrupted_at_epoch_2)
     outcome, interrupted = run(paths, seed=5)
     assert interrupted["status"] == "interrupted"
-    monkeypatch.setattr(language_model, "_train_epoch", train_epoch)
+    monkeypatch.setattr(language_model.LanguageModelTraining, "train_epoch", train_epoch)
     _, resumed = run(paths, resume=outcome.run_id)
     assert resumed["status"] == "complete" and resumed["cost"]["evaluate"]["resumed_from_epoch"] == 2
     assert reproducible_part(resumed) == reproducible_part(uninterrupted)

@@ -6,14 +6,16 @@ import signal
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import pytest
 import tiny_method
 
-from nasbench_repro import records
+from nasbench_repro import interrupts, records
 from nasbench_repro.atomic import write_json
 from nasbench_repro.cli import main
+from nasbench_repro.context import Context
 from nasbench_repro.errors import UserError
 from nasbench_repro.runner import execute
 from nasbench_repro.spec import RunSpec
@@ -304,3 +306,22 @@ def test_loader_names_invalid_files(tiny):
     broken.unlink()
     frame = records.records_frame(tiny.results_dir)
     assert list(frame["method"]) == ["tiny"] and frame.loc[0, "metric_search_valid_acc"] > 0.5
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the swallowed raise, on purpose
+def test_a_stop_signal_swallowed_by_a_finalizer_still_stops_the_steps():
+    """A SIGTERM whose handler runs inside a `__del__` (as the saved-tensor meter's) used to be dropped."""
+
+    class SignalsWhenCollected:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGTERM)  # the handler's KeyboardInterrupt is raised inside __del__
+
+    loop_owner = types.SimpleNamespace(phase="search", epoch=0)
+    before = signal.getsignal(signal.SIGTERM)
+    steps = []
+    with interrupts.stop_on_signals(), pytest.raises(KeyboardInterrupt):
+        for step in Context.progress(loop_owner, range(3)):
+            SignalsWhenCollected()
+            steps.append(step)
+    assert steps == [0]
+    assert signal.getsignal(signal.SIGTERM) is before

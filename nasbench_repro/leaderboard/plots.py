@@ -270,58 +270,72 @@ SECONDS_PER_HOUR = 3600
 LINE_STYLES = ("-", "--", ":", "-.")
 
 
-def best_so_far(run: Run) -> list[tuple[int, float, float]]:
-    """(architectures evaluated, best validation accuracy so far, GPU-hours so far) after each
+# The metrics black-box searches log (the space's `Metric`): the y label of each panel row and the scale shown.
+BEST_SO_FAR_METRICS = {
+    "valid_acc": ("best validation accuracy so far (%)", 100.0),
+    "valid_ppl": ("best validation perplexity so far (lower is better)", 1.0),
+}
+
+
+def best_so_far(run: Run, metric: str = "valid_acc") -> list[tuple[int, float, float]]:
+    """(architectures evaluated, best validation `metric` so far, GPU-hours so far) after each
     round of a black-box search. The hours are the phase's wall time up to that round times the
     devices it held (`cost.search.epoch_seconds`, `device_count`): how the papers count GPU-days."""
     cost = (run.record.get("cost") or {}).get("search") or {}
     seconds, devices = cost.get("epoch_seconds") or [], cost.get("device_count") or 1
     points = []
     for row in (run.record.get("curves") or {}).get("search") or []:
-        epoch, evaluated, best = row.get("epoch"), row.get("evaluated"), row.get("best_valid_acc")
+        epoch, evaluated, best = row.get("epoch"), row.get("evaluated"), row.get(f"best_{metric}")
         if isinstance(epoch, int) and epoch < len(seconds) and isinstance(evaluated, int) and best is not None:
             points.append((evaluated, best, sum(seconds[: epoch + 1]) * devices / SECONDS_PER_HOUR))
     return points
 
 
 def blackbox_best_so_far(board: Leaderboard) -> Plot:
-    """Black-box searches side by side: best validation accuracy so far against architectures
-    evaluated and against GPU-hours (mean over seeds at each round)."""
-    figure = Figure(figsize=(12, 6), layout="constrained")
-    by_architectures, by_hours = figure.subplots(1, 2, sharey=True)
-    drawn, lines_of_method = False, {}
+    """Black-box searches side by side: the best validation metric so far (accuracy on images,
+    perplexity on text: one row of panels each) against architectures evaluated and against
+    GPU-hours (mean over seeds at each round)."""
+    curves = {metric: [] for metric in BEST_SO_FAR_METRICS}  # metric -> (row, per-round points)
     for row in board.rows:
-        per_round: dict[int, list[tuple[float, float]]] = {}
-        for run in row.runs:
-            for evaluated, best, hours in best_so_far(run):
-                per_round.setdefault(evaluated, []).append((best, hours))
-        if not per_round:
+        for metric in BEST_SO_FAR_METRICS:
+            per_round: dict[int, list[tuple[float, float]]] = {}
+            for run in row.runs:
+                for evaluated, best, hours in best_so_far(run, metric):
+                    per_round.setdefault(evaluated, []).append((best, hours))
+            if per_round:
+                curves[metric].append((row, per_round))
+    shown = [metric for metric in BEST_SO_FAR_METRICS if curves[metric]] or ["valid_acc"]
+    figure = Figure(figsize=(12, 6 * len(shown)), layout="constrained")
+    panels = figure.subplots(len(shown), 2, squeeze=False)
+    for (by_architectures, by_hours), metric in zip(panels, shown, strict=True):
+        label_y, scale = BEST_SO_FAR_METRICS[metric]
+        by_hours.sharey(by_architectures)
+        lines_of_method: dict[str, int] = {}
+        for row, per_round in curves[metric]:
+            counts = sorted(per_round)
+            best = [scale * statistics.fmean(value for value, _ in per_round[count]) for count in counts]
+            hours = [statistics.fmean(spent for _, spent in per_round[count]) for count in counts]
+            label = f"{group_label(row)} · {row.key.dataset} (n={row.n_seeds})"
+            # one colour per method; its variants, budgets and data told apart by the line style
+            style = LINE_STYLES[lines_of_method.get(row.key.method, 0) % len(LINE_STYLES)]
+            lines_of_method[row.key.method] = lines_of_method.get(row.key.method, 0) + 1
+            for axes, x in ((by_architectures, counts), (by_hours, hours)):
+                axes.plot(x, best, marker=".", linestyle=style, color=colour(row.key.method), label=label)
+        if not curves[metric]:
+            explain_empty(by_architectures, "no records yet\n(black-box searches: nas-rl, random, grid, evolution)")
+            explain_empty(by_hours, "no records yet")
             continue
-        counts = sorted(per_round)
-        accuracy = [100 * statistics.fmean(best for best, _ in per_round[count]) for count in counts]
-        hours = [statistics.fmean(spent for _, spent in per_round[count]) for count in counts]
-        label = f"{group_label(row)} · {row.key.dataset} (n={row.n_seeds})"
-        # one colour per method; its variants, budgets and data told apart by the line style
-        style = LINE_STYLES[lines_of_method.get(row.key.method, 0) % len(LINE_STYLES)]
-        lines_of_method[row.key.method] = lines_of_method.get(row.key.method, 0) + 1
-        for axes, x in ((by_architectures, counts), (by_hours, hours)):
-            axes.plot(x, accuracy, marker=".", linestyle=style, color=colour(row.key.method), label=label)
-        drawn = True
-    if not drawn:
-        explain_empty(by_architectures, "no records yet\n(black-box searches: nas-rl, random, grid, evolution)")
-        explain_empty(by_hours, "no records yet")
-    else:
         by_architectures.set_xlabel("architectures evaluated")
-        by_architectures.set_ylabel("best validation accuracy so far (%)")
+        by_architectures.set_ylabel(label_y)
         by_hours.set_xlabel("search GPU-hours (wall time x devices held)")
-        figure.legend(*by_architectures.get_legend_handles_labels(), loc="outside lower center", fontsize=7)
+        by_architectures.legend(fontsize=7)
     return Plot(
         "blackbox_best_so_far.png",
         "Black-box searches: best so far",
         "NAS-RL, random, grid search and regularized evolution on one budget axis: the best validation "
-        "accuracy found so far, mean over seeds, against architectures evaluated and against search "
-        "GPU-hours. Each line is one group (method, variant, budget, data); weight-sharing accuracies "
-        "are the supernet's, not a trained network's. Smoke runs measure nothing.",
+        "accuracy (images) or perplexity (text) found so far, mean over seeds, against architectures evaluated "
+        "and against search GPU-hours. Each line is one group (method, variant, budget, data); weight-sharing "
+        "accuracies are the supernet's, not a trained network's. Smoke runs measure nothing.",
         to_png(figure),
     )
 

@@ -63,6 +63,13 @@ class SeedSet:
         mean, std = mean_std(self.values)
         return mean, std
 
+    @property
+    def identity(self) -> dict[str, str]:
+        """What a baseline must match to judge this seed set."""
+        return {
+            key: getattr(self, key) for key in ("method", "dataset", "data", "budget", "variant", "genotype", "metric")
+        }
+
 
 @dataclass(frozen=True)
 class Band:
@@ -188,16 +195,7 @@ def read_baseline(path: Path, seeds: SeedSet) -> dict | None:
         or baseline["k"] <= 0
     ):
         raise UserError(f"malformed baseline {path}: mean, std and k must be finite, with std >= 0 and k > 0")
-    expected = {
-        "method": seeds.method,
-        "dataset": seeds.dataset,
-        "data": seeds.data,
-        "budget": seeds.budget,
-        "variant": seeds.variant,
-        "genotype": seeds.genotype,
-        "metric": seeds.metric,
-    }
-    for key, value in expected.items():
+    for key, value in seeds.identity.items():
         stored = baseline.get(key, seeds.dataset if key == "data" else "")
         if stored != value:
             raise UserError(f"baseline {path} is for {key} {stored!r}, not {value!r}")
@@ -210,13 +208,7 @@ def write_baseline(path: Path, seeds: SeedSet, k: float) -> Band:
     write_json(
         path,
         {
-            "method": seeds.method,
-            "dataset": seeds.dataset,
-            "data": seeds.data,
-            "budget": seeds.budget,
-            "variant": seeds.variant,
-            "genotype": seeds.genotype,
-            "metric": seeds.metric,
+            **seeds.identity,
             "mean": mean,
             "std": std,
             "k": k,

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from nasbench_repro.errors import UserError
-from nasbench_repro.spaces.space import Decision, Token
+from nasbench_repro.spaces.space import ACCURACY, Decision, Token
 
 MUTATIONS = ("op", "hidden_state")
 FILTER_FIELDS = ("filter_height", "filter_width", "filters")
@@ -102,6 +102,7 @@ class LayerwiseSpace:
     depth: int
 
     mutations = MUTATIONS
+    metric = ACCURACY
 
     def __post_init__(self) -> None:
         for name in ("filter_heights", "filter_widths", "filter_counts"):

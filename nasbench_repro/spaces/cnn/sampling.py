@@ -32,7 +32,7 @@ from torch import nn
 from nasbench_repro.errors import UserError
 from nasbench_repro.spaces.cnn.networks import NetworkCIFAR, NetworkImageNet
 from nasbench_repro.spaces.genotypes import Genotype, Pair
-from nasbench_repro.spaces.space import Decision, Token
+from nasbench_repro.spaces.space import ACCURACY, Decision, Token
 
 CONCAT_RULES = ("all", "unused")
 MUTATIONS = ("op", "hidden_state")
@@ -48,6 +48,7 @@ class CellSpace:
     tied: bool = False
 
     mutations = MUTATIONS
+    metric = ACCURACY
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ops", tuple(self.ops))

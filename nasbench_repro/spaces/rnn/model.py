@@ -13,9 +13,9 @@ the `SearchCell`, whose op weights arrive with each call as `ArchWeights`
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -34,6 +34,17 @@ class Dropouts:
     cell_input: float = 0.0  # variational, on the cell's input x_t (--dropoutx)
     hidden: float = 0.0  # variational, on every state a cell node reads (--dropouth)
     output: float = 0.0  # variational, on the cell's output before the decoder (--dropout)
+
+    @classmethod
+    def from_protocol(cls, values: Mapping[str, Any]) -> Dropouts:
+        """The rates a protocol phase gives (`word_dropout`, `embedding_dropout`, `cell_input_dropout`, ...)."""
+        return cls(
+            word=values["word_dropout"],
+            embedding=values["embedding_dropout"],
+            cell_input=values["cell_input_dropout"],
+            hidden=values["hidden_dropout"],
+            output=values["output_dropout"],
+        )
 
 
 class LanguageModelOutput(NamedTuple):
