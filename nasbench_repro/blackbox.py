@@ -63,6 +63,7 @@ from nasbench_repro.executors import open_executor
 from nasbench_repro.language_model import LanguageModelTraining
 from nasbench_repro.method import Method
 from nasbench_repro.protocol import Domain, PhaseProtocol, integer, one_of
+from nasbench_repro.records import finite_or_none
 from nasbench_repro.spaces.cnn.layerwise import LayerwiseSpace
 from nasbench_repro.spaces.cnn.ops import OP_NAMES
 from nasbench_repro.spaces.cnn.sampling import CellSpace
@@ -217,11 +218,6 @@ BLACKBOX_DOMAINS: dict[str, Domain] = {
     "score_window": integer(1),
     "score_batches": integer(1),
     "rescore_top": integer(1),
-    "nesterov": Domain(
-        "true (with a momentum above 0) or false",
-        lambda value, values: value is False or (value is True and values.get("momentum", 0) > 0),
-        depends_on=("momentum",),
-    ),
 }
 
 
@@ -385,15 +381,19 @@ def train_candidate(task: CandidateTask, device: torch.device) -> dict[str, Any]
         else:
             network = task.space.build_network(task.genotype, values, data.num_classes, data.input_shape).to(device)
             curve, diverged = fit(network, values, data, autocast)
-    result = {
-        "key": task.key,
-        "genotype": task.genotype.to_dict(),
-        metric.name: metric.worst if diverged else metric.best(curve),
-        "valid_curve": curve,
-        "diverged": diverged,
-        "seconds": time.perf_counter() - began,
-        "device": str(device),
-    }
+    # JSON has no infinity: a diverged candidate's value (and any non-finite point of its curve) is stored
+    # as null, and read back as the metric's worst (`candidate_value`)
+    result = finite_or_none(
+        {
+            "key": task.key,
+            "genotype": task.genotype.to_dict(),
+            metric.name: None if diverged else metric.best(curve),
+            "valid_curve": curve,
+            "diverged": diverged,
+            "seconds": time.perf_counter() - began,
+            "device": str(device),
+        }
+    )
     write_json(task.result_path, result)
     return result
 
@@ -514,7 +514,12 @@ class ProxyTraining:
             result = self.cache[key]
             evaluations.append(
                 Evaluation.of(
-                    metric, genotype, key, result[metric.name], trained=key in computed, diverged=result["diverged"]
+                    metric,
+                    genotype,
+                    key,
+                    metric.worst if result["diverged"] else result[metric.name],
+                    trained=key in computed,
+                    diverged=result["diverged"],
                 )
             )
             computed.discard(key)  # a repeat within the round reuses the first one's training

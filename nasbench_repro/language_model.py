@@ -30,6 +30,8 @@ from torch import nn
 
 from nasbench_repro.context import Context, PhaseResult
 from nasbench_repro.cost import count_parameters_millions
+from nasbench_repro.data.text import TextCorpus, VariableLengthBatches
+from nasbench_repro.protocol import PhaseProtocol
 from nasbench_repro.spaces.rnn.model import Dropouts, LanguageModel, LanguageModelOutput, evaluation_model
 
 MAX_LOG_PERPLEXITY = 709.0  # math.exp overflows beyond it
@@ -180,6 +182,15 @@ class SgdThenAsgd:
         self.optimizer.load_state_dict(state["optimizer"])
 
 
+def protocol_streams(data: TextCorpus, protocol: PhaseProtocol) -> tuple[VariableLengthBatches, Any]:
+    """The training split in windows of bptt (jittered as the protocol says) and the validation
+    split at `valid_batch_size` columns, as a text protocol declares them."""
+    train = data.training_batches(
+        "train", protocol.train_examples, protocol.batch_size, protocol.bptt, protocol.bptt_std, protocol.bptt_max_delta
+    )
+    return train, data.evaluation_batches("valid", protocol.valid_examples, protocol.valid_batch_size, protocol.bptt)
+
+
 class LanguageModelTraining:
     """One language model trained by a protocol's recipe an epoch at a time, on the training split
     and validated on the validation split: the evaluation phase runs it under the runner's
@@ -200,17 +211,7 @@ class LanguageModelTraining:
         self.optimizer = SgdThenAsgd(
             model.parameters(), protocol.lr, protocol.weight_decay, protocol.asgd_nonmono, protocol.asgd_trigger
         )
-        self.train_batches = data.training_batches(
-            "train",
-            protocol.train_examples,
-            protocol.batch_size,
-            protocol.bptt,
-            protocol.bptt_std,
-            protocol.bptt_max_delta,
-        )
-        self.valid_batches = data.evaluation_batches(
-            "valid", protocol.valid_examples, protocol.valid_batch_size, protocol.bptt
-        )
+        self.train_batches, self.valid_batches = protocol_streams(data, protocol)
         self.best: dict[str, Any] = {"valid_loss": math.inf, "epoch": None, "weights": {}}
 
     def state(self) -> dict[str, Any]:

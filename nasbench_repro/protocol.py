@@ -433,7 +433,11 @@ DOMAINS: dict[str, Domain] = {
     "arch_grad_clip": POSITIVE,
     "arch_batches": one_of("fresh", "epoch_pass"),
     "evaluated_genotype": one_of("final", "last_logged"),
-    "nesterov": one_of(True, False),
+    "nesterov": Domain(  # torch's SGD refuses Nesterov without momentum
+        "true (with a momentum above 0) or false",
+        lambda value, values: value is False or (value is True and values.get("momentum", 0) > 0),
+        depends_on=("momentum",),
+    ),
     "auxiliary": one_of(True, False),
     "auxiliary_weight": NON_NEGATIVE,
     "drop_path_prob": number(0, 1, high_open=True),

@@ -36,7 +36,7 @@ from torch.func import functional_call
 
 from nasbench_repro.data.text import TextCorpus, VariableLengthBatches, window
 from nasbench_repro.differentiable import ARCH_STEP, RNN_ARCHITECT, Stage
-from nasbench_repro.language_model import evaluate_language_model, language_model_loss, perplexity
+from nasbench_repro.language_model import evaluate_language_model, language_model_loss, perplexity, protocol_streams
 from nasbench_repro.protocol import PhaseProtocol
 from nasbench_repro.spaces.cnn.supernet import ArchWeights
 from nasbench_repro.spaces.genotypes import RNN_ACTIVATIONS, RecurrentGenotype
@@ -114,15 +114,7 @@ class RecurrentLanguageModelSearch:
     def streams(self, data: TextCorpus, protocol: PhaseProtocol) -> tuple[VariableLengthBatches, ValidationSplit]:
         """The training split for the weights (windows of bptt or bptt / 2, no jitter when
         bptt_std = 0), the validation split for α and for the validation pass."""
-        weights = data.training_batches(
-            "train",
-            protocol.train_examples,
-            protocol.batch_size,
-            protocol.bptt,
-            protocol.bptt_std,
-            protocol.bptt_max_delta,
-        )
-        validation = data.evaluation_batches("valid", protocol.valid_examples, protocol.valid_batch_size, protocol.bptt)
+        weights, validation = protocol_streams(data, protocol)
         return weights, ValidationSplit(
             data.batchify("valid", protocol.valid_examples, protocol.batch_size), validation
         )

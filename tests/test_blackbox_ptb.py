@@ -150,3 +150,19 @@ def test_the_best_so_far_plot_draws_perplexity_runs_in_a_row_of_their_own():
 
 def _png_height(png: bytes) -> int:
     return int.from_bytes(png[20:24], "big")  # the IHDR chunk: width, then height
+
+
+@pytest.mark.slow
+def test_a_diverged_language_model_candidate_scores_worst_and_the_search_goes_on(tmp_path, monkeypatch):
+    """JSON has no infinity: the diverged candidate's result file stores null, read back as the worst perplexity."""
+    import nasbench_repro.blackbox as blackbox
+
+    def diverged(network, values, data, autocast):
+        return [math.inf], True
+
+    monkeypatch.setattr(blackbox, "fit_language_model", diverged)
+    record = search("nas-rl", None, tmp_path, 3, "diverged")
+    assert record["status"] == "complete", record.get("reason")
+    results = [json.loads(path.read_text()) for path in (tmp_path / "diverged" / "runs").rglob("evaluations-search/*")]
+    assert results and all(result["diverged"] and result["valid_ppl"] is None for result in results)
+    assert all(result["valid_curve"] == [None] for result in results)

@@ -91,7 +91,7 @@ BOUNDARIES = {
     "arch_grad_clip": ([5.0], [0.0]),
     "arch_batches": (["fresh", "epoch_pass"], ["other"]),
     "evaluated_genotype": (["final", "last_logged"], ["best"]),
-    "nesterov": ([True, False], [1]),
+    "nesterov": ([False], [1]),  # True needs a momentum: test_nesterov_needs_a_momentum
     "valid_examples": ([1, 73_760], [0]),
     "valid_batch_size": ([1, 10], [0, 2**64]),
     "test_batch_size": ([1], [0]),
@@ -166,6 +166,13 @@ def test_a_schedule_floor_stays_below_its_start():
     assert refusal(protocol_of(lr=0.1, lr_min=0.1)) is None
     message = refusal(protocol_of(lr=0.1, lr_min=0.2))
     assert message is not None and "0 <= value <= lr (lr = 0.1)" in message
+
+
+def test_nesterov_needs_a_momentum():
+    """torch's SGD raises on Nesterov without momentum; the domain says so before anything runs."""
+    assert refusal(protocol_of(momentum=0.9, nesterov=True)) is None
+    message = refusal(protocol_of(momentum=0.0, nesterov=True))
+    assert message is not None and "(momentum = 0.0)" in message
 
 
 def test_the_two_imagenet_search_subsets_fit_in_every_class_together():
