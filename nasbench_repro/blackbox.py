@@ -61,6 +61,7 @@ from nasbench_repro.data.text import TextCorpus
 from nasbench_repro.evaluation import sgd_with_schedule, train_epoch
 from nasbench_repro.executors import open_executor
 from nasbench_repro.language_model import LanguageModelTraining
+from nasbench_repro.meters import PhaseMeter
 from nasbench_repro.method import Method
 from nasbench_repro.protocol import Domain, PhaseProtocol, integer, one_of
 from nasbench_repro.records import finite_or_none
@@ -373,7 +374,8 @@ def train_candidate(task: CandidateTask, device: torch.device) -> dict[str, Any]
     began = time.perf_counter()
     generator.manual_seed(task.seed)
     autocast = functools.partial(autocast_for, task.precision, device)
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+    meter = PhaseMeter(device)  # this candidate's memory, which the run's own meter cannot see from a worker
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), meter:
         torch.manual_seed(task.seed)
         if isinstance(data, TextCorpus):  # a language model predicts its vocabulary's words
             network = task.space.build_network(task.genotype, values, data.vocabulary_size, ()).to(device)
@@ -392,6 +394,7 @@ def train_candidate(task: CandidateTask, device: torch.device) -> dict[str, Any]
             "diverged": diverged,
             "seconds": time.perf_counter() - began,
             "device": str(device),
+            "peak_memory": meter.peaks(),
         }
     )
     write_json(task.result_path, result)
@@ -507,6 +510,8 @@ class ProxyTraining:
         ]
         for key, result in zip(pending, self.executor.map(train_candidate, tasks), strict=True):
             self.cache[key] = result
+        for key in computed | set(pending):  # trained in this run (or before its interruption): the phase's peaks
+            self.ctx.meter.absorb(self.cache[key].get("peak_memory", {}))
         computed |= set(pending)
         evaluations = []
         metric = self.space.metric

@@ -145,6 +145,10 @@ class PhaseMeter:
         self.carried_peaks = dict(peaks)
         self.epoch_seconds = list(epoch_seconds)
 
+    def absorb(self, peaks: dict) -> None:
+        """Count peaks measured elsewhere in this phase (a worker process training a candidate)."""
+        self.carried_peaks = {key: _max(value, self.carried_peaks.get(key)) for key, value in peaks.items()}
+
     def elapsed_seconds(self) -> float:
         end = self._stopped_at if self._stopped_at is not None else time.perf_counter()
         return self.carried_seconds + (end - self._start)

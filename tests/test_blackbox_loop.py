@@ -312,3 +312,12 @@ def test_an_interrupted_pool_stops_without_waiting_for_its_running_tasks():
         time.sleep(5)  # the worker starts and takes the task
         raise KeyboardInterrupt
     assert time.perf_counter() - began < 60
+
+
+@pytest.mark.slow
+def test_the_search_phase_counts_the_memory_its_candidates_used_in_worker_processes(tmp_path):
+    record = run_search("evolution", write_data(tmp_path / "data"), tmp_path, workers=1)
+    results = [json.loads(path.read_text()) for path in (tmp_path / "runs").rglob("evaluations-search/*.json")]
+    candidate_peak = max(result["peak_memory"]["saved_tensors_peak_bytes"] for result in results)
+    assert candidate_peak > 0
+    assert record["cost"]["search"]["peak_memory"]["saved_tensors_peak_bytes"] >= candidate_peak
