@@ -5,35 +5,9 @@ import sys
 
 import pytest
 import tiny_method
+from cli_calls import cli, tiny_run_args
 
 from nasbench_repro import catalog
-from nasbench_repro.cli import main
-
-
-def cli(capsys, *args):
-    """Run the CLI in-process; argparse's own errors exit through SystemExit."""
-    try:
-        code = main(list(args))
-    except SystemExit as exit:
-        code = exit.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def run_args(paths, *extra):
-    return [
-        "run",
-        "tiny",
-        "--dataset",
-        "toy",
-        "--results-dir",
-        str(paths.results_dir),
-        "--runs-dir",
-        str(paths.runs_dir),
-        "--data-root",
-        str(paths.data_root),
-        *extra,
-    ]
 
 
 @pytest.mark.parametrize(
@@ -89,7 +63,8 @@ def test_list_names_every_mission_method_and_dataset(capsys):
 
 def test_run_prints_one_record_path_per_seed_and_sweep_value(tiny, capsys):
     code, out, _ = cli(
-        capsys, *run_args(tiny, "--phase", "search", "--seeds", "0", "1", "--sweep", "lr=0.1,0.2", "--budget", "smoke")
+        capsys,
+        *tiny_run_args(tiny, "--phase", "search", "--seeds", "0", "1", "--sweep", "lr=0.1,0.2", "--budget", "smoke"),
     )
     assert code == 0
     paths = out.split()
@@ -98,20 +73,20 @@ def test_run_prints_one_record_path_per_seed_and_sweep_value(tiny, capsys):
 
 def test_ctrl_c_records_interrupted_and_exits_130(tiny, capsys):
     tiny_method.TinyMethod.interrupt_at = ("search", 1)
-    code, out, err = cli(capsys, *run_args(tiny, "--phase", "search"))
+    code, out, err = cli(capsys, *tiny_run_args(tiny, "--phase", "search"))
     assert code == 130
     assert "--resume" in err
     record_path = out.strip()
     assert record_path.endswith(".json")
     tiny_method.TinyMethod.interrupt_at = None
     run_id = record_path.rsplit("/", 1)[1].removesuffix(".json")
-    code, out, _ = cli(capsys, *run_args(tiny, "--phase", "search", "--resume", run_id))
+    code, out, _ = cli(capsys, *tiny_run_args(tiny, "--phase", "search", "--resume", run_id))
     assert code == 0 and out.strip() == record_path
 
 
 def test_failed_run_exits_1_with_reason(tiny, capsys):
     tiny_method.TinyMethod.produce_nan = True
-    code, out, err = cli(capsys, *run_args(tiny, "--phase", "search"))
+    code, out, err = cli(capsys, *tiny_run_args(tiny, "--phase", "search"))
     assert code == 1
     assert "run failed: train loss is nan" in err
 

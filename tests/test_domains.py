@@ -21,6 +21,7 @@ import tomllib
 import pytest
 import tiny_method
 from cifar_files import write_release
+from cli_calls import cli, tiny_run_args
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from test_data_imagenet import write_tree
@@ -288,28 +289,6 @@ def test_every_protocol_file_is_in_its_domains_at_every_budget(method, dataset, 
 # --- values arriving by the command line, a sweep, a budget or a third-party file --------------------------------
 
 
-def cli(capsys, *args):
-    code = main(list(args))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def tiny_args(paths, *extra):
-    return [
-        "run",
-        "tiny",
-        "--dataset",
-        "toy",
-        "--results-dir",
-        str(paths.results_dir),
-        "--runs-dir",
-        str(paths.runs_dir),
-        "--data-root",
-        str(paths.data_root),
-        *extra,
-    ]
-
-
 @pytest.mark.parametrize("value", ["-1", "0"])
 def test_the_issues_two_commands_exit_2_with_one_line(tmp_path, capsys, value):
     code, out, err = cli(
@@ -340,14 +319,14 @@ def test_the_issues_two_commands_exit_2_with_one_line(tmp_path, capsys, value):
 def test_a_third_party_methods_file_is_checked_and_named(tiny, capsys):
     config = tiny_method.TinyMethod.config_file
     config.write_text(config.read_text().replace("lr = { value = 0.1,", "lr = { value = -0.1,"))
-    code, _, err = cli(capsys, *tiny_args(tiny))
+    code, _, err = cli(capsys, *tiny_run_args(tiny))
     assert code == 2 and len(err.splitlines()) == 1
     assert f"toy search.lr = -0.1 (from {config}) is out of range: it must be {DOMAINS['lr'].allowed}" in err
     assert not tiny.results_dir.exists()
 
 
 def test_a_bad_sweep_value_stops_the_sweep_before_its_first_run(tiny, capsys):
-    code, out, err = cli(capsys, *tiny_args(tiny, "--phase", "search", "--sweep", "lr=0.1,0.2,-1"))
+    code, out, err = cli(capsys, *tiny_run_args(tiny, "--phase", "search", "--sweep", "lr=0.1,0.2,-1"))
     assert code == 2 and out == "" and len(err.splitlines()) == 1
     assert "search.lr = -1.0 (set by --set or --sweep)" in err
     assert not tiny.results_dir.exists() and not tiny.runs_dir.exists()
@@ -362,14 +341,14 @@ def test_a_value_a_budget_makes_out_of_range_names_the_budget(tiny, capsys):
             'train_examples = { value = 5000, source = "test" }\ntrain_portion = { value = 0.9995, source = "test" }',
         )
     )
-    code, _, err = cli(capsys, *tiny_args(tiny, "--phase", "search", "--budget", "smoke"))
+    code, _, err = cli(capsys, *tiny_run_args(tiny, "--phase", "search", "--budget", "smoke"))
     assert code == 2 and len(err.splitlines()) == 1
     assert (
         f"toy search.train_portion = 0.9995 (from {config}) is out of range" in err
         and "(train_examples = 1024, scaled by the smoke budget)" in err
     )
     assert not tiny.results_dir.exists()
-    code, out, _ = cli(capsys, *tiny_args(tiny, "--phase", "search", "--budget", "paper"))
+    code, out, _ = cli(capsys, *tiny_run_args(tiny, "--phase", "search", "--budget", "paper"))
     assert code == 0 and out.strip().endswith(".json")
 
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 import tiny_method
+from cli_calls import cli
 from record_factory import make_record, write
 
 from nasbench_repro import records
-from nasbench_repro.cli import main
 from nasbench_repro.leaderboard.aggregate import aggregate
 from nasbench_repro.leaderboard.claims import load_claims
 from nasbench_repro.leaderboard.report import notes_cell, paper_cell
@@ -18,12 +18,6 @@ from nasbench_repro.leaderboard.summary import genotype_lines, summarise
 
 COMMITTED_RESULTS = Path(__file__).resolve().parents[1] / "results"
 CLAIMS = load_claims()
-
-
-def cli(capsys, *args):
-    code = main(list(args))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def committed_records() -> list[Path]:
