@@ -508,6 +508,8 @@ class ProxyTraining:
             )
             for key, genotype in pending.items()
         ]
+        # an in-process candidate's meter resets this process's peak counters: keep what they held so far
+        self.ctx.meter.absorb(self.ctx.meter.peaks())
         for key, result in zip(pending, self.executor.map(train_candidate, tasks), strict=True):
             self.cache[key] = result
         for key in computed | set(pending):  # trained in this run (or before its interruption): the phase's peaks
