@@ -27,9 +27,13 @@ Evaluators:
   uniformly sampled architecture per minibatch (its epochs come before the rounds); a round
   then scores each candidate with the shared weights on a few validation minibatches and
   rescores the best few on the whole validation half.
+- `RecurrentWeightSharing` (the same on PTB): the supernet is the recurrent cell's language model,
+  run with one sampled genotype per training window; every candidate is scored by its perplexity
+  over the whole validation split.
 
-Results are cached by the space's canonical key: no architecture is trained twice in a run,
-and isomorphic duplicates count as the same architecture. Candidates are ranked by a score
+Trained-from-scratch results are cached by the space's canonical key: no architecture is trained
+twice in a run, and isomorphic duplicates count as the same architecture (the weight-sharing
+evaluators score every proposal: a few forward passes). Candidates are ranked by a score
 where higher is better (the accuracy, or minus the perplexity: the space's `Metric`), and
 every round logs the best-so-far validation metric as the dataset reports it (`best_valid_acc`,
 `best_valid_ppl`) against the number of architectures evaluated; the time axis (GPU-hours)
@@ -55,12 +59,19 @@ import torch
 from torch import nn
 
 from nasbench_repro.atomic import write_json
-from nasbench_repro.context import Context, PhaseResult, autocast_for
+from nasbench_repro.context import Context, PhaseResult, autocast_for, laid_out
 from nasbench_repro.data import DataRequest, resolve
 from nasbench_repro.data.text import TextCorpus
 from nasbench_repro.evaluation import sgd_with_schedule, train_epoch
 from nasbench_repro.executors import open_executor
-from nasbench_repro.language_model import LanguageModelTraining
+from nasbench_repro.language_model import (
+    LanguageModelTraining,
+    evaluate_language_model,
+    perplexity,
+    protocol_streams,
+    scaled_step,
+    train_windows,
+)
 from nasbench_repro.meters import PhaseMeter
 from nasbench_repro.method import Method
 from nasbench_repro.protocol import Domain, PhaseProtocol, integer, one_of
@@ -71,6 +82,7 @@ from nasbench_repro.spaces.cnn.sampling import CellSpace
 from nasbench_repro.spaces.cnn.supernet import ArchWeights, CellWeights, SearchNetwork, stem_for
 from nasbench_repro.spaces.genotypes import cell_edge_count
 from nasbench_repro.spaces.rnn.cell import ACTIVATIONS
+from nasbench_repro.spaces.rnn.model import Dropouts, evaluation_model
 from nasbench_repro.spaces.rnn.sampling import RecurrentCellSpace
 from nasbench_repro.spaces.space import Metric, Space
 from nasbench_repro.training import RunningClassification, evaluate_classifier, lr_schedule
@@ -106,9 +118,37 @@ def _counts(value: Any, _: Mapping[str, Any]) -> bool:
     )
 
 
-# What each evaluator and space reads from the search protocol (besides the shared training keys).
+# A search protocol's network: an image classifier (the cell and layerwise spaces) or, in the recurrent space,
+# a language model (its examples are tokens and its recipe is language_model.py's).
+def network_kind(space: str) -> str:
+    return "language_model" if space == "recurrent" else "image"
+
+
+# What a language model's training reads, from scratch or as a weight-sharing supernet.
+LANGUAGE_MODEL_KEYS = (
+    "epochs",
+    "batch_size",
+    "train_examples",
+    "valid_examples",
+    "valid_batch_size",
+    "hidden_size",
+    "bptt",
+    "bptt_std",
+    "bptt_max_delta",
+    "lr",
+    "weight_decay",
+    "grad_clip",
+    "word_dropout",
+    "embedding_dropout",
+    "cell_input_dropout",
+    "hidden_dropout",
+    "output_dropout",
+    "activation_regularization",
+    "temporal_activation_regularization",
+)
+# What each evaluator reads from the search protocol for each kind of network (besides the space's keys).
 EVALUATOR_KEYS = {
-    "train_from_scratch": (
+    ("train_from_scratch", "image"): (
         "epochs",
         "batch_size",
         "train_examples",
@@ -120,7 +160,7 @@ EVALUATOR_KEYS = {
         "weight_decay",
         "score_window",
     ),
-    "weight_sharing": (
+    ("weight_sharing", "image"): (
         "epochs",
         "batch_size",
         "train_examples",
@@ -135,32 +175,11 @@ EVALUATOR_KEYS = {
         "score_batches",
         "rescore_top",
     ),
+    # each candidate trained with the evaluation recipe (SGD, then ASGD) and scored by its best validation epochs
+    ("train_from_scratch", "language_model"): (*LANGUAGE_MODEL_KEYS, "asgd_nonmono", "asgd_trigger", "score_window"),
+    # the supernet trains with plain SGD; every candidate is scored on the whole validation split
+    ("weight_sharing", "language_model"): LANGUAGE_MODEL_KEYS,
 }
-# A language model candidate (the recurrent space) trains with language_model.py's recipe instead.
-LANGUAGE_MODEL_KEYS = (
-    "epochs",
-    "batch_size",
-    "train_examples",
-    "valid_examples",
-    "valid_batch_size",
-    "hidden_size",
-    "bptt",
-    "bptt_std",
-    "bptt_max_delta",
-    "lr",
-    "weight_decay",
-    "grad_clip",
-    "asgd_nonmono",
-    "asgd_trigger",
-    "word_dropout",
-    "embedding_dropout",
-    "cell_input_dropout",
-    "hidden_dropout",
-    "output_dropout",
-    "activation_regularization",
-    "temporal_activation_regularization",
-    "score_window",
-)
 SPACE_KEYS = {
     "cell": ("ops", "nodes", "distinct_inputs", "concat", "init_channels", "layers"),
     "layerwise": ("filter_heights", "filter_widths", "filter_channels", "layers"),
@@ -170,16 +189,16 @@ MAX_NODES = {"cell": 6, "recurrent": 12}  # a cell's key relabels its nodes: 6! 
 
 
 def _evaluator_fits(value: Any, values: Mapping[str, Any]) -> bool:
-    """The protocol holds the evaluator's keys; weight sharing needs a DARTS-style cell supernet;
-    the recurrent space trains its candidates from scratch."""
-    if values.get("space") == "recurrent":
-        return value == "train_from_scratch" and all(key in values for key in LANGUAGE_MODEL_KEYS)
-    if value not in EVALUATOR_KEYS or not all(key in values for key in EVALUATOR_KEYS[value]):
+    """The protocol holds the evaluator's keys for its network; weight sharing needs a supernet: the
+    recurrent cell's language model, or a DARTS-style cell supernet (not a layerwise space)."""
+    space = values.get("space", "cell")
+    keys = EVALUATOR_KEYS.get((value, network_kind(space)))
+    if keys is None or not all(key in values for key in keys):
         return False
-    return value != "weight_sharing" or (
-        values.get("space", "cell") == "cell"
-        and values.get("distinct_inputs") is True
-        and values.get("concat") == "all"
+    return (
+        value != "weight_sharing"
+        or space == "recurrent"
+        or (space == "cell" and values.get("distinct_inputs") is True and values.get("concat") == "all")
     )
 
 
@@ -195,8 +214,8 @@ def _node_count(value: Any, values: Mapping[str, Any]) -> bool:
 # Keys every black-box protocol may use; methods add their own.
 BLACKBOX_DOMAINS: dict[str, Domain] = {
     "evaluator": Domain(
-        "train_from_scratch, or weight_sharing over a cell space with distinct inputs and all nodes "
-        "concatenated (the recurrent space: train_from_scratch); the search protocol must hold that evaluator's keys",
+        "train_from_scratch, or weight_sharing over the recurrent space or a cell space with distinct inputs and "
+        "all nodes concatenated; the search protocol must hold that evaluator's keys",
         _evaluator_fits,
         depends_on=("space", "distinct_inputs", "concat"),
     ),
@@ -254,7 +273,7 @@ def seeded(generator: torch.Generator, seed: int) -> Iterator[None]:
 class Evaluation:
     """One proposal's outcome: `value`, the space's metric as the dataset reports it (validation
     accuracy, perplexity), and `score`, the same where higher is better. `selectable`: it may be
-    the search's answer (with weight sharing only rescored candidates are); `trained`: this
+    the search's answer (with the cell supernet only rescored candidates are); `trained`: this
     proposal was the one that computed it."""
 
     genotype: Any
@@ -348,6 +367,7 @@ class CandidateTask:
     seed: int
     request: DataRequest
     precision: str
+    memory_format: str
     result_path: Path
 
 
@@ -381,7 +401,8 @@ def train_candidate(task: CandidateTask, device: torch.device) -> dict[str, Any]
             network = task.space.build_network(task.genotype, values, data.vocabulary_size, ()).to(device)
             curve, diverged = fit_language_model(network, values, data, autocast)
         else:
-            network = task.space.build_network(task.genotype, values, data.num_classes, data.input_shape).to(device)
+            network = task.space.build_network(task.genotype, values, data.num_classes, data.input_shape)
+            network = laid_out(network, task.memory_format).to(device)
             curve, diverged = fit(network, values, data, autocast)
     # JSON has no infinity: a diverged candidate's value (and any non-finite point of its curve) is stored
     # as null, and read back as the metric's worst (`candidate_value`)
@@ -504,6 +525,7 @@ class ProxyTraining:
                 candidate_seed(ctx.spec.seed, key),
                 ctx.data_request,
                 ctx.precision,
+                ctx.memory_format,
                 self._result_path(key),
             )
             for key, genotype in pending.items()
@@ -546,7 +568,7 @@ class WeightSharing:
         protocol, data = ctx.protocol, ctx.data
         self.space, self.ctx, self.rng = space, ctx, rng
         self.primitives = space.ops
-        self.supernet = SearchNetwork(
+        supernet = SearchNetwork(
             protocol.init_channels,
             data.num_classes,
             protocol.layers,
@@ -554,7 +576,8 @@ class WeightSharing:
             steps=space.nodes,
             multiplier=space.nodes,
             stem=stem_for(data.input_shape),
-        ).to(ctx.device)
+        )
+        self.supernet = ctx.place(supernet)
         self.optimizer = torch.optim.SGD(
             self.supernet.parameters(), lr=protocol.lr, momentum=protocol.momentum, weight_decay=protocol.weight_decay
         )
@@ -631,7 +654,87 @@ class WeightSharing:
         ]
 
 
-EVALUATORS = {"train_from_scratch": ProxyTraining, "weight_sharing": WeightSharing}
+class RecurrentWeightSharing:
+    """Li & Talwalkar's random search with weight sharing on the recurrent cell (liamcli/randomNAS_release
+    @6513a0a benchmarks/ptb/darts/darts_wrapper_discrete.py). The shared weights are DARTS's evaluation
+    language model itself: each node keeps its own weight matrix whatever predecessor and activation a
+    genotype gives it, so sharing is running the cell with another genotype. The supernet trains on the
+    training split's windows (bptt, or bptt / 2 with probability 0.05) with a fresh uniformly sampled
+    genotype per window, plain SGD at the learning rate times window / bptt, gradients clipped; its epochs
+    come before the rounds. A candidate's score is then its perplexity, without dropout, over the whole
+    validation split (their PTB wrapper scores every candidate so, and rescores none); one the shared
+    weights make diverge scores the worst perplexity."""
+
+    def __init__(self, space: Space, ctx: Context, rng: random.Random):
+        if not isinstance(space, RecurrentCellSpace):
+            raise ValueError("recurrent weight sharing needs the recurrent cell space")
+        protocol, data = ctx.protocol, ctx.data
+        self.space, self.ctx, self.rng = space, ctx, rng
+        # the genotype it starts with only sizes the cell: every window and every score sets its own
+        self.supernet = evaluation_model(
+            space.sample(rng), data.vocabulary_size, protocol.hidden_size, Dropouts.from_protocol(protocol)
+        ).to(ctx.device)
+        self.optimizer = torch.optim.SGD(self.supernet.parameters(), lr=protocol.lr, weight_decay=protocol.weight_decay)
+        self.train_batches, self.valid_batches = protocol_streams(data, protocol)
+        self.preparation_epochs = protocol.epochs
+
+    def state(self) -> dict[str, Any]:
+        return {"supernet": self.supernet, "supernet_optimizer": self.optimizer}
+
+    @contextlib.contextmanager
+    def opened(self) -> Iterator[None]:
+        yield  # scoring with shared weights is a few forward passes: it runs here, on the run's device
+
+    def run_as(self, genotype: Any) -> None:
+        self.supernet.cell.genotype = genotype
+
+    def prepare(self, epoch: int) -> dict[str, Any]:
+        """One epoch of supernet training, a fresh uniform architecture per window."""
+        ctx, protocol = self.ctx, self.ctx.protocol
+        summary = train_windows(
+            self.supernet,
+            self.train_batches,
+            protocol,
+            lambda scale: scaled_step(self.optimizer, protocol.lr, scale),
+            ctx.autocast,
+            ctx.progress,
+            before_window=lambda: self.run_as(self.space.sample(self.rng)),
+        )
+        loss = ctx.check_finite(summary["loss"], "supernet training loss")
+        return {"lr": protocol.lr, "supernet_train_loss": loss, "supernet_train_ppl": perplexity(loss)}
+
+    def score(self, genotype: Any) -> dict[str, float]:
+        """The validation loss, perplexity and tokens predicted of `genotype` with the shared weights."""
+        self.run_as(genotype)
+        self.supernet.eval()
+        hidden = self.supernet.initial_hidden(self.valid_batches.batch_size)
+        return evaluate_language_model(self.supernet, self.valid_batches, hidden, self.ctx.autocast)
+
+    def evaluate(self, genotypes: Sequence[Any]) -> list[Evaluation]:
+        metric, evaluations = self.space.metric, []
+        for genotype in self.ctx.progress(genotypes, total=len(genotypes), desc="scoring with shared weights"):
+            value = self.score(genotype)["ppl"]
+            diverged = not math.isfinite(value)
+            evaluations.append(
+                Evaluation.of(
+                    metric,
+                    genotype,
+                    self.space.key(genotype),
+                    metric.worst if diverged else value,
+                    trained=True,
+                    diverged=diverged,
+                )
+            )
+        return evaluations
+
+
+# The evaluator a protocol names, for its space's kind of network.
+EVALUATORS = {
+    ("train_from_scratch", "image"): ProxyTraining,
+    ("train_from_scratch", "language_model"): ProxyTraining,
+    ("weight_sharing", "image"): WeightSharing,
+    ("weight_sharing", "language_model"): RecurrentWeightSharing,
+}
 
 
 # --- the loop ----------------------------------------------------------------------------------------------------
@@ -687,7 +790,8 @@ class BlackBoxMethod(Method):
         self.space = self.make_space(ctx.protocol)
         self.rng = RandomStream(f"{self.name}:{ctx.spec.seed}")
         self.history = History(self.space)
-        evaluator = EVALUATORS[ctx.protocol.evaluator](self.space, ctx, self.rng)
+        network = network_kind(ctx.protocol.get("space", "cell"))
+        evaluator = EVALUATORS[ctx.protocol.evaluator, network](self.space, ctx, self.rng)
         state = {"search_rng": self.rng, "history": self.history.state, **evaluator.state(), **self.start()}
         rounds = self.round_sizes()
         preparation = evaluator.preparation_epochs

@@ -134,14 +134,8 @@ class SgdThenAsgd:
     def averaging(self) -> bool:
         return isinstance(self.optimizer, torch.optim.ASGD)
 
-    def zero_grad(self) -> None:
-        self.optimizer.zero_grad(set_to_none=True)
-
     def step(self, lr_scale: float = 1.0) -> None:
-        group = self.optimizer.param_groups[0]
-        group["lr"] = self.lr * lr_scale
-        self.optimizer.step()
-        group["lr"] = self.lr
+        scaled_step(self.optimizer, self.lr, lr_scale)
 
     def after_validation(self, loss: float) -> bool:
         """Note an epoch's validation loss; True when it makes SGD give way to ASGD."""
@@ -182,6 +176,46 @@ class SgdThenAsgd:
         self.optimizer.load_state_dict(state["optimizer"])
 
 
+def scaled_step(optimizer: torch.optim.Optimizer, lr: float, scale: float) -> None:
+    """One step of `optimizer` at `lr` · `scale` (DARTS scales it by window / bptt); its rate stays `lr`."""
+    group = optimizer.param_groups[0]
+    group["lr"] = lr * scale
+    optimizer.step()
+    group["lr"] = lr
+
+
+def train_windows(
+    model: LanguageModel,
+    batches: VariableLengthBatches,
+    protocol,
+    step: Callable[[float], None],
+    autocast: Callable = contextlib.nullcontext,
+    progress: Callable[[Iterable], Iterable] = iter,
+    before_window: Callable[[], None] | None = None,
+) -> dict[str, float]:
+    """One pass over the training windows from a zero state: per window the loss (with AR and TAR),
+    gradients clipped to `grad_clip`, then `step(window / bptt)`; `before_window` runs before each
+    forward pass (weight sharing swaps the cell's genotype there). The mean cross-entropy stays on
+    the device until the pass ends."""
+    model.train()
+    hidden = model.initial_hidden(batches.batch_size)
+    total, tokens = torch.zeros((), dtype=torch.float64, device=hidden.device), 0
+    for inputs, targets, _, drawn_length in progress(batches):
+        if before_window is not None:
+            before_window()
+        with autocast():
+            output = model(inputs, hidden.detach())
+        loss, cross_entropy = language_model_loss(output, targets, protocol)
+        model.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), protocol.grad_clip)
+        step(drawn_length / protocol.bptt)
+        total += cross_entropy.detach() * targets.numel()
+        tokens += targets.numel()
+        hidden = output.hidden
+    return {"loss": float(total) / max(tokens, 1), "tokens": tokens}
+
+
 def protocol_streams(data: TextCorpus, protocol: PhaseProtocol) -> tuple[VariableLengthBatches, Any]:
     """The training split in windows of bptt (jittered as the protocol says) and the validation
     split at `valid_batch_size` columns, as a text protocol declares them."""
@@ -219,23 +253,10 @@ class LanguageModelTraining:
         return {"model": self.model, "optimizer": self.optimizer, "best": self.best}
 
     def train_epoch(self) -> dict[str, float]:
-        """One pass over the training windows; the loss stays on the device until the epoch ends."""
-        model, optimizer, protocol, batches = self.model, self.optimizer, self.protocol, self.train_batches
-        model.train()
-        hidden = model.initial_hidden(batches.batch_size)
-        total, tokens = torch.zeros((), dtype=torch.float64, device=hidden.device), 0
-        for inputs, targets, _, drawn_length in self.progress(batches):
-            with self.autocast():
-                output = model(inputs, hidden.detach())
-            loss, cross_entropy = language_model_loss(output, targets, protocol)
-            optimizer.zero_grad()
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), protocol.grad_clip)
-            optimizer.step(drawn_length / protocol.bptt)
-            total += cross_entropy.detach() * targets.numel()
-            tokens += targets.numel()
-            hidden = output.hidden
-        return {"loss": float(total) / max(tokens, 1), "tokens": tokens}
+        """One pass over the training windows."""
+        return train_windows(
+            self.model, self.train_batches, self.protocol, self.optimizer.step, self.autocast, self.progress
+        )
 
     def validate(self, epoch: int) -> dict[str, float]:
         """Validation loss and perplexity (with ASGD's averaged weights once it runs); keep the best epoch's weights."""
