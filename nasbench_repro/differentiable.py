@@ -55,7 +55,7 @@ from torch import nn
 from torch.func import functional_call
 
 from nasbench_repro.catalog import import_target
-from nasbench_repro.context import Context, PhaseResult
+from nasbench_repro.context import Context, PhaseResult, laid_out
 from nasbench_repro.meters import gpu_days
 from nasbench_repro.method import Method
 from nasbench_repro.protocol import PhaseProtocol
@@ -192,14 +192,15 @@ class ImageClassification:
     primitives = DARTS_PRIMITIVES
     second_order = CNN_ARCHITECT
 
-    def __init__(self, num_classes: int, input_shape: tuple[int, ...]):
+    def __init__(self, num_classes: int, input_shape: tuple[int, ...], memory_format: str = "contiguous"):
         self.num_classes = num_classes
         self.input_shape = tuple(input_shape)
+        self.memory_format = memory_format  # the run's layout for the supernet's convolutions (context.py)
 
     def supernet(
         self, stage: Stage, primitives: Mapping[str, Any], edge_factory: Callable[..., nn.Module], **options: Any
     ) -> SearchNetwork:
-        return SearchNetwork(
+        supernet = SearchNetwork(
             stage.init_channels,
             self.num_classes,
             stage.layers,
@@ -209,6 +210,7 @@ class ImageClassification:
             stem=stem_for(self.input_shape),
             **options,
         )
+        return laid_out(supernet, self.memory_format)
 
     def streams(self, data: Any, protocol: PhaseProtocol) -> tuple[Iterable[Batch], Iterable[Batch]]:
         # CIFAR splits the first train_examples by train_portion; ImageNet samples per-class fractions
@@ -285,10 +287,10 @@ def register_search_task(dataset: str, factory: TaskFactory) -> None:
     SEARCH_TASKS[dataset] = factory
 
 
-def search_task(dataset: str, data: Any, protocol: PhaseProtocol) -> SearchTask:
+def search_task(dataset: str, data: Any, protocol: PhaseProtocol, memory_format: str = "contiguous") -> SearchTask:
     factory = SEARCH_TASKS.get(dataset)
     if factory is None:
-        return ImageClassification(data.num_classes, data.input_shape)
+        return ImageClassification(data.num_classes, data.input_shape, memory_format)
     return (import_target(factory) if isinstance(factory, str) else factory)(data, protocol)
 
 
@@ -741,7 +743,7 @@ class DifferentiableMethod(Method):
 
     def search(self, ctx: Context) -> PhaseResult:
         protocol, device = ctx.protocol, ctx.device
-        task = search_task(ctx.spec.dataset, ctx.data, protocol)
+        task = search_task(ctx.spec.dataset, ctx.data, protocol, ctx.memory_format)
         run = SearchRun(self, task, protocol, ctx.autocast, device)
         weight_batches, arch_batches = task.streams(ctx.data, protocol)
         staged = len(run.stages) > 1

@@ -80,7 +80,7 @@ def train_from_scratch(genotype: Any, ctx: Context, build: Callable = build_netw
     """`build(genotype, protocol, num_classes, input_shape)` makes the network: a cell
     network by default, another space's network for methods with their own space."""
     protocol, data, device = ctx.protocol, ctx.data, ctx.device
-    network = build(genotype, protocol, data.num_classes, data.input_shape).to(device)
+    network = ctx.place(build(genotype, protocol, data.num_classes, data.input_shape))
     params_millions = count_parameters_millions(network)
     madds_millions = count_madds(network, data.input_shape) / 1e6
     optimizer, scheduler = sgd_with_schedule(network, protocol)

@@ -21,7 +21,7 @@ import torch
 from nasbench_repro import catalog, environment, interrupts
 from nasbench_repro.atomic import write_json, write_with
 from nasbench_repro.budgets import get_budget
-from nasbench_repro.context import Context, PhaseResult
+from nasbench_repro.context import Context, PhaseResult, memory_format_for
 from nasbench_repro.data import SEARCH_REFUSALS, DataRequest, DataSource, cell_kind, resolve
 from nasbench_repro.errors import RunFailure, UserError
 from nasbench_repro.executors import DEFAULT_EXECUTOR, ExecutorChoice
@@ -243,6 +243,7 @@ def _run(plan: RunPlan, genotype: Any) -> RunOutcome:
             **environment.describe(device, 1),
             "determinism": determinism,
             "precision": spec.precision,
+            "memory_format": memory_format_for(spec.memory_format, device),
             "executor": plan.executor.describe(),
         },
         "started_utc": plan.started,

@@ -14,6 +14,8 @@ from nasbench_repro.seeding import DETERMINISTIC, FAST
 RUN_PHASES = {"search": ("search",), "evaluate": ("evaluate",), "reproduce": ("search", "evaluate")}
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "bf16")
+# How image tensors lie in memory: `auto` chooses per device (context.memory_format_for).
+MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,7 @@ class RunSpec:
     genotype: str | None = None  # evaluate phase: a registered name, JSON file or pasted string
     device: str = "auto"
     precision: str = "fp32"
+    memory_format: str = "auto"
     determinism: str = DETERMINISTIC
     allow_unofficial_data: bool = False
 
@@ -38,6 +41,8 @@ class RunSpec:
             raise UserError(f"unknown device {self.device!r}; use one of {', '.join(DEVICES)}")
         if self.precision not in PRECISIONS:
             raise UserError(f"unknown precision {self.precision!r}; use one of {', '.join(PRECISIONS)}")
+        if self.memory_format not in MEMORY_FORMATS:
+            raise UserError(f"unknown memory format {self.memory_format!r}; use one of {', '.join(MEMORY_FORMATS)}")
         if self.determinism not in (DETERMINISTIC, FAST):
             raise UserError(f"unknown determinism mode {self.determinism!r}")
         if self.phase == "evaluate" and not self.genotype:

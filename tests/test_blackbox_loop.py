@@ -116,7 +116,7 @@ def test_a_weight_sharing_path_runs_exactly_the_genotypes_edges():
         },
     )
     data = SimpleNamespace(num_classes=10, input_shape=(3, 32, 32), search_batches=lambda *args: ([], []))
-    ctx = SimpleNamespace(protocol=protocol, data=data, device=torch.device("cpu"))
+    ctx = SimpleNamespace(protocol=protocol, data=data, device=torch.device("cpu"), place=lambda module: module)
     space = CellSpace(DARTS_PRIMITIVES)
     sharing = WeightSharing(space, ctx, random.Random(0))
     genotype = space.sample(random.Random(2))

@@ -20,8 +20,8 @@ from collections.abc import Iterator
 import torch
 
 from nasbench_repro import catalog, environment
-from nasbench_repro.commands.run import parse_value_pair
-from nasbench_repro.context import autocast_for
+from nasbench_repro.commands.run import add_memory_format_option, parse_value_pair
+from nasbench_repro.context import autocast_for, memory_format_for
 from nasbench_repro.data.text import PTB
 from nasbench_repro.differentiable import (
     ARCH_STEP,
@@ -39,9 +39,9 @@ from nasbench_repro.spec import DEVICES, PRECISIONS, RunSpec
 
 # Each dataset's search task on synthetic input (no data is read): image shape and classes, or the corpus's vocabulary.
 SEARCH_TASKS = {
-    "cifar10": lambda protocol: ImageClassification(10, (3, 32, 32)),
-    "imagenet": lambda protocol: ImageClassification(1000, (3, 224, 224)),
-    "ptb": lambda protocol: RecurrentLanguageModelSearch(PTB.vocabulary_size, protocol),
+    "cifar10": lambda protocol, layout: ImageClassification(10, (3, 32, 32), layout),
+    "imagenet": lambda protocol, layout: ImageClassification(1000, (3, 224, 224), layout),
+    "ptb": lambda protocol, layout: RecurrentLanguageModelSearch(PTB.vocabulary_size, protocol),
 }
 
 
@@ -55,6 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--steps", type=int, default=10, help="timed steps (after 2 warm-up steps)")
     parser.add_argument("--device", choices=list(DEVICES), default="auto")
     parser.add_argument("--precision", choices=list(PRECISIONS), default="fp32")
+    add_memory_format_option(parser)
     parser.add_argument("--fast", action="store_true", help="cudnn autotuning and TF32, as `run --fast`")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(handler=handle)
@@ -77,6 +78,7 @@ def handle(args: argparse.Namespace) -> int:
         overrides=overrides,
         device=args.device,
         precision=args.precision,
+        memory_format=args.memory_format,
         determinism=FAST if args.fast else DETERMINISTIC,
     )
     protocol = resolve_protocol(method_class, spec)
@@ -86,7 +88,8 @@ def handle(args: argparse.Namespace) -> int:
     set_determinism(spec.determinism)
     generator = seed_everything(0, device)
     method = method_class()
-    report = profile_search_step(method, protocol, device, generator, args.steps, args.dataset, args.precision)
+    layout = memory_format_for(spec.memory_format, device)
+    report = profile_search_step(method, protocol, device, generator, args.steps, args.dataset, args.precision, layout)
     report.update(
         method=args.method,
         variant=method.variant(protocol),
@@ -94,6 +97,7 @@ def handle(args: argparse.Namespace) -> int:
         budget=args.budget,
         overrides=overrides,
         precision=args.precision,
+        memory_format=layout,
         determinism=spec.determinism,
         device=device.type,
         device_name=environment.device_name(device),
@@ -149,13 +153,14 @@ def profile_search_step(
     steps: int,
     dataset: str,
     precision: str,
+    memory_format: str = "contiguous",
 ) -> dict:
     """Per stage (one for every method but P-DARTS): the median time of a full search step, the
     bytes saved for backward by each pass, and the peak memory over the timed steps. The
     top-level numbers are the stages' mean step time and their largest memory."""
     search_protocol = protocol.phase("search")
     batch = search_protocol.batch_size
-    task = SEARCH_TASKS[dataset](search_protocol)
+    task = SEARCH_TASKS[dataset](search_protocol, memory_format)
     cuda = device.type == "cuda"
 
     def autocast():

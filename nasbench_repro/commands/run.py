@@ -15,7 +15,7 @@ from nasbench_repro.leaderboard.summary import render, summarise_files
 from nasbench_repro.protocol import parse_assignment, parse_value
 from nasbench_repro.runner import Paths, execute, resolve_protocol
 from nasbench_repro.seeding import DETERMINISTIC, FAST
-from nasbench_repro.spec import DEVICES, PRECISIONS, RUN_PHASES, RunSpec
+from nasbench_repro.spec import DEVICES, MEMORY_FORMATS, PRECISIONS, RUN_PHASES, RunSpec
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -73,6 +73,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--precision", choices=list(PRECISIONS), default="fp32", help="fp32, or bf16 autocast (CUDA only)"
     )
+    add_memory_format_option(parser)
     parser.add_argument(
         "--fast", action="store_true", help="allow nondeterministic kernels, cudnn autotuning and TF32 (recorded)"
     )
@@ -112,6 +113,15 @@ def sweep_overrides(assignments: list[str], sweeps: list[str]) -> list[dict]:
             raise UserError(f"{key!r} is both --set and --sweep; keep one")
         axes.append([(key, value) for value in values])
     return [{**fixed, **dict(combination)} for combination in itertools.product(*axes)]
+
+
+def add_memory_format_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--memory-format",
+        choices=list(MEMORY_FORMATS),
+        default="auto",
+        help="layout of image networks' tensors; auto: channels_last on CPU, contiguous on CUDA (recorded)",
+    )
 
 
 def parse_value_pair(text: str) -> tuple[str, object]:
@@ -154,6 +164,7 @@ def _spec(args: argparse.Namespace, seed: int, overrides: dict) -> RunSpec:
         genotype=args.genotype,
         device=args.device,
         precision=args.precision,
+        memory_format=args.memory_format,
         determinism=FAST if args.fast else DETERMINISTIC,
         allow_unofficial_data=args.allow_unofficial_data,
     )
