@@ -19,6 +19,7 @@ from nasbench_repro.spaces.rnn.cell import (
     SearchCell,
     derive_recurrent_genotype,
     recurrent_edge_count,
+    variational_mask,
 )
 from nasbench_repro.spaces.rnn.model import Dropouts, evaluation_model, search_model
 
@@ -123,6 +124,112 @@ def test_edge_scales_multiply_each_edge_like_its_op_weights():
     scaled, _ = search(inputs, previous, CellWeights(weights, edges=scales))
     folded, _ = search(inputs, previous, CellWeights(weights * scales[:, None]))
     torch.testing.assert_close(scaled, folded)
+
+
+REFERENCE_ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu, "sigmoid": torch.sigmoid, "identity": lambda x: x}
+
+
+def reference_search_cell(search, inputs, hidden, ops, edges=None, selected=None, x_mask=None, h_mask=None):
+    """The search cell's formula term by term: per node, per predecessor, per activation,
+    w · (s + σ(c) (f(h) − s)), each node batch-normalized (batch statistics, no affine), h_t the nodes' mean."""
+
+    def dropped(x, mask):
+        return x if mask is None else x * mask
+
+    def normalized(x):
+        return (x - x.mean(0)) / torch.sqrt(x.var(0, unbiased=False) + 1e-5)  # nn.BatchNorm1d's eps
+
+    size = search.hidden_size
+    input_weight, hidden_weight = search.first_node_weight.split([search.input_size, size])
+    states = []
+    for x in inputs:
+        gate, candidate = (dropped(x, x_mask) @ input_weight + dropped(hidden, h_mask) @ hidden_weight).split(size, -1)
+        nodes = [normalized(hidden + gate.sigmoid() * (candidate.tanh() - hidden))]
+        edge = 0
+        for node, weight in enumerate(search.node_weights, start=1):
+            mixed = torch.zeros_like(hidden)
+            for source in nodes[:node]:
+                gate, candidate = (dropped(source, h_mask) @ weight).split(size, -1)
+                for op, name in enumerate(search.primitives):
+                    if name == "none" or (selected is not None and selected[edge] != op):
+                        continue
+                    scale = ops[edge, op] * (1 if edges is None else edges[edge])
+                    activated = REFERENCE_ACTIVATIONS[name](candidate)
+                    mixed = mixed + scale * (source + gate.sigmoid() * (activated - source))
+                edge += 1
+            nodes.append(normalized(mixed))
+        hidden = torch.stack(nodes[1:]).mean(0)
+        states.append(hidden)
+    return torch.stack(states)
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    seed=st.integers(0, 2**16),
+    scaled=st.booleans(),
+    selection=st.sampled_from(["all", "one per edge", "one per edge or off"]),
+    steps=st.sampled_from([1, 3, 8]),
+)
+def test_search_cell_computes_its_formula_with_the_same_gradients(seed, scaled, selection, steps):
+    """Against the term-by-term formula (with `none`, edge scales, selection, batch norm and
+    dropout): the same states and the same gradients for the op weights, edge scales and parameters."""
+    generator = torch.Generator().manual_seed(seed)
+    edges_count = recurrent_edge_count(steps)
+    search = SearchCell(4, 5, 0.5, 0.3, steps=steps).double().train()
+    inputs = torch.randn(3, 6, 4, dtype=torch.float64, generator=generator)
+    hidden = torch.randn(6, 5, dtype=torch.float64, generator=generator)
+    ops = torch.randn(edges_count, len(RNN_ACTIVATIONS), dtype=torch.float64, generator=generator).softmax(-1)
+    ops.requires_grad_()
+    edges = torch.rand(edges_count, dtype=torch.float64, generator=generator).requires_grad_() if scaled else None
+    selected = None
+    if selection != "all":
+        choices = len(RNN_ACTIVATIONS) + (selection == "one per edge or off")
+        drawn = torch.randint(0, choices, (edges_count,), generator=generator).tolist()
+        selected = [op if op < len(RNN_ACTIVATIONS) else None for op in drawn]
+    probe = torch.randn(3, 6, 5, dtype=torch.float64, generator=generator)
+    leaves = [ops, *([edges] if scaled else []), *search.parameters()]
+
+    torch.manual_seed(seed)
+    states, last = search(inputs, hidden, CellWeights(ops, edges=edges, selected=selected))
+    torch.manual_seed(seed)  # the masks the cell drew: the input's first, then the hidden state's
+    x_mask, h_mask = variational_mask(inputs[0], 0.5), variational_mask(hidden, 0.3)
+    expected = reference_search_cell(search, inputs, hidden, ops, edges, selected, x_mask, h_mask)
+
+    torch.testing.assert_close(states, expected, rtol=1e-10, atol=1e-12)
+    assert torch.equal(last, states[-1])
+
+    def gradients(output):  # the output is constant (0) when no edge selects an activation
+        if not output.requires_grad:
+            return [torch.zeros_like(leaf) for leaf in leaves]
+        return torch.autograd.grad((output * probe).sum(), leaves, materialize_grads=True)
+
+    for gradient, expected_gradient in zip(gradients(states), gradients(expected), strict=True):
+        torch.testing.assert_close(gradient, expected_gradient, rtol=1e-9, atol=1e-11)
+
+
+def test_a_node_whose_edges_select_no_activation_is_zero_and_its_weights_get_no_gradient():
+    """As an op that did not run: no gradient at all (so no weight decay), not a zero one."""
+    selected = [0] + [1] * (recurrent_edge_count() - 1)  # node 1's one edge selects `none`, every other edge tanh
+    search = SearchCell(4, 4)
+    states, _ = search(torch.randn(3, 2, 4), torch.randn(2, 4), CellWeights(torch.rand(36, 5), selected=selected))
+    (states * torch.randn_like(states)).sum().backward()
+    assert search.node_weights[0].grad is None
+    assert all(torch.count_nonzero(weight.grad) > 0 for weight in search.node_weights[1:])
+
+
+@pytest.mark.parametrize("selected", [None, [1, 2, 3, 4, 0, None] * 6])
+def test_cells_run_under_autocast_and_keep_the_state_in_full_precision(selected):
+    """Under bf16 autocast (`--precision bf16`) the products run in bf16; each highway's
+    s + c (f(h) − s) promotes back to the state's float32, as the formula written out does."""
+    torch.manual_seed(0)
+    search, cell = SearchCell(8, 8, 0.5, 0.25), RecurrentCell(DARTS_V2, 8, 8, 0.5, 0.25)
+    ops = torch.rand(recurrent_edge_count(), len(RNN_ACTIVATIONS), requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        searched, _ = search(torch.randn(4, 3, 8), torch.zeros(3, 8), CellWeights(ops, selected=selected))
+        evaluated, _ = cell(torch.randn(4, 3, 8), torch.zeros(3, 8))
+    assert searched.dtype == evaluated.dtype == torch.float32
+    (searched * torch.randn_like(searched)).sum().backward()  # a plain sum: 0 through the batch norm
+    assert torch.isfinite(ops.grad).all() and torch.count_nonzero(ops.grad) > 0
 
 
 def test_search_model_passes_gradients_to_the_op_weights():

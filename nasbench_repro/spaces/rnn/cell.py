@@ -22,6 +22,7 @@ reads (`hidden_dropout`), at every time step. All weights start uniform in ±INI
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -58,6 +59,15 @@ def _masked(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     return x if mask is None else x * mask
 
 
+def _highway(state: torch.Tensor, candidate: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+    """state + gate ⊙ (candidate − state) in one kernel (`lerp`), in the dtype that formula promotes to
+    (under autocast the candidate and gate come from half-precision products, the state may not)."""
+    if not state.dtype == candidate.dtype == gate.dtype:
+        dtype = torch.promote_types(torch.promote_types(state.dtype, candidate.dtype), gate.dtype)
+        state, candidate, gate = state.to(dtype), candidate.to(dtype), gate.to(dtype)
+    return torch.lerp(state, candidate, gate)
+
+
 class _HighwayCell(nn.Module):
     """What both cells share: the weights, node 0, and the unrolling over time."""
 
@@ -90,10 +100,9 @@ class _HighwayCell(nn.Module):
     def first_node(
         self, input_projection: torch.Tensor, previous: torch.Tensor, h_mask: torch.Tensor | None
     ) -> torch.Tensor:
-        gate, candidate = (
-            input_projection + _masked(previous, h_mask) @ self.first_node_weight[self.input_size :]
-        ).chunk(2, dim=-1)
-        return previous + gate.sigmoid() * (candidate.tanh() - previous)
+        hidden_weight = self.first_node_weight[self.input_size :]
+        gate, candidate = torch.addmm(input_projection, _masked(previous, h_mask), hidden_weight).chunk(2, dim=-1)
+        return _highway(previous, candidate.tanh(), gate.sigmoid())
 
     def step(
         self, input_projection: torch.Tensor, previous: torch.Tensor, h_mask: torch.Tensor | None, *args
@@ -123,8 +132,16 @@ class RecurrentCell(_HighwayCell):
                 nodes.append(torch.zeros_like(source))
                 continue
             gate, candidate = (_masked(source, h_mask) @ weight).chunk(2, dim=-1)
-            nodes.append(source + gate.sigmoid() * (ACTIVATIONS[activation](candidate) - source))
+            nodes.append(_highway(source, ACTIVATIONS[activation](candidate), gate.sigmoid()))
         return torch.stack([nodes[index] for index in self.genotype.concat]).mean(0)
+
+
+class _NodeMix(NamedTuple):
+    """What every time step of a forward shares for one node of the search cell."""
+
+    activations: tuple[Callable[[torch.Tensor], torch.Tensor], ...]  # the ops the node runs, in `primitives` order
+    op_weights: torch.Tensor  # [predecessors, 1, activations]: w_ea
+    edge_weights: torch.Tensor  # [predecessors, 1, 1]: Σ_a w_ea
 
 
 class SearchCell(_HighwayCell):
@@ -134,7 +151,7 @@ class SearchCell(_HighwayCell):
     the mean of the N mixed nodes.
 
     It runs with a `CellWeights`: `ops` [num_edges, num_ops] in `primitives` order; `edges`,
-    when given, scales each edge's contribution; `selected`, when given, runs only each edge's
+    when given, scales each edge's contribution; `selected`, when given, keeps only each edge's
     selected op (its weight times the op, so a straight-through weight carries the gradient),
     or nothing for None.
     """
@@ -159,7 +176,6 @@ class SearchCell(_HighwayCell):
         self.normalize = nn.BatchNorm1d(hidden_size, affine=False) if batch_norm else nn.Identity()
         # the ops that compute something (`none` adds nothing to a node): their columns of the op weights
         self._active_columns = [index for index, name in enumerate(self.primitives) if name != "none"]
-        self._activations = [ACTIVATIONS[self.primitives[index]] for index in self._active_columns]
 
     def forward(
         self, inputs: torch.Tensor, hidden: torch.Tensor, weights: CellWeights
@@ -173,64 +189,62 @@ class SearchCell(_HighwayCell):
             )
         if weights.edges is not None:  # an edge's scale multiplies every op weight on it
             ops = ops * weights.edges[:, None]
-        return super().forward(inputs, hidden, ops, weights.selected)
+        return super().forward(inputs, hidden, self._node_mixes(ops, weights.selected))
+
+    def _node_mixes(self, ops: torch.Tensor, selected: Sequence[int | None] | None) -> list[_NodeMix | None]:
+        """Each node's activations and weights, once per forward rather than once per time step;
+        None for a node that computes nothing (each edge into it is `none` or off): it is 0.
+
+        With `selected`, every weight but each edge's selected one is zeroed, so exactly the selected
+        weights get a gradient, and a node runs only the activations its edges select (each one
+        kernel over all its predecessors; an edge that selected another adds it times 0)."""
+        if selected is not None:
+            keep = torch.zeros_like(ops)
+            for edge, op in enumerate(selected):
+                if op is not None:
+                    keep[edge, op] = 1.0
+            ops = ops * keep
+        mixes, first_edge = [], 0
+        for node in range(1, self.steps + 1):
+            edges = slice(first_edge, first_edge + node)
+            first_edge += node
+            columns = [column for column in self._active_columns if selected is None or column in selected[edges]]
+            if not columns:
+                mixes.append(None)
+                continue
+            op_weights = torch.stack([ops[edges, column] for column in columns], dim=1)  # [predecessors, activations]
+            mixes.append(
+                _NodeMix(
+                    tuple(ACTIVATIONS[self.primitives[column]] for column in columns),
+                    op_weights.unsqueeze(1),
+                    op_weights.sum(1).view(-1, 1, 1),
+                )
+            )
+        return mixes
 
     def step(
         self,
         input_projection: torch.Tensor,
         previous: torch.Tensor,
         h_mask: torch.Tensor | None,
-        ops: torch.Tensor,
-        selected: Sequence[int | None] | None,
+        mixes: list[_NodeMix | None],
     ) -> torch.Tensor:
+        """Node i is Σ over predecessors e and activations a of w_ea (s_e + σ(c_e) (f_a(h_e) − s_e)),
+        computed as Σ_e highway(W_e s_e, Σ_a w_ea f_a(h_e), σ(c_e)) with W_e = Σ_a w_ea: one product
+        for all predecessors' gates and candidates, one kernel per activation, one batched product
+        for the sums over activations, a few kernels per node for the rest (the search cell runs
+        8 nodes per token, and a second-order step runs 5 passes of them)."""
         nodes = self.normalize(self.first_node(input_projection, previous, h_mask)).unsqueeze(0)
-        active_ops = ops[:, self._active_columns] if selected is None else None
-        first_edge = 0
-        for node, weight in enumerate(self.node_weights, start=1):
-            # one product for every predecessor: [node, batch, 2 * hidden]
-            gates, candidates = (_masked(nodes, h_mask) @ weight).chunk(2, dim=-1)
-            gates = gates.sigmoid()
-            if selected is None:
-                mixed = self._weighted_sum(nodes, gates, candidates, active_ops[first_edge : first_edge + node])
+        for weight, mix in zip(self.node_weights, mixes, strict=True):
+            if mix is None:
+                mixed = torch.zeros_like(previous)
             else:
-                mixed = self._selected_sum(
-                    nodes,
-                    gates,
-                    candidates,
-                    ops[first_edge : first_edge + node],
-                    selected[first_edge : first_edge + node],
-                )
+                gates, candidates = (_masked(nodes, h_mask) @ weight).chunk(2, dim=-1)  # [predecessor, batch, hidden]
+                activated = torch.stack([activation(candidates) for activation in mix.activations], dim=1)
+                weighted = torch.bmm(mix.op_weights, activated.flatten(2)).view_as(candidates)
+                mixed = _highway(mix.edge_weights * nodes, weighted, gates.sigmoid()).sum(0)
             nodes = torch.cat([nodes, self.normalize(mixed).unsqueeze(0)])
-            first_edge += node
         return nodes[1:].mean(0)
-
-    def _weighted_sum(
-        self, nodes: torch.Tensor, gates: torch.Tensor, candidates: torch.Tensor, active_ops: torch.Tensor
-    ) -> torch.Tensor:
-        """Σ over predecessors e and activations a of w_ea (s_e + c_e (f_a(h_e) − s_e)), gathered as
-        Σ_e (Σ_a w_ea) (1 − c_e) s_e + Σ_e c_e Σ_a w_ea f_a(h_e): a handful of kernels per node
-        instead of a handful per activation (the search cell runs 8 nodes per token)."""
-        activated = torch.stack([activation(candidates) for activation in self._activations])  # [a, e, batch, hidden]
-        kept = torch.einsum("e,ebh->bh", active_ops.sum(1), nodes - gates * nodes)
-        return kept + torch.einsum("ea,aebh->bh", active_ops, activated * gates)
-
-    def _selected_sum(
-        self,
-        nodes: torch.Tensor,
-        gates: torch.Tensor,
-        candidates: torch.Tensor,
-        edge_ops: torch.Tensor,
-        selected: Sequence[int | None],
-    ) -> torch.Tensor:
-        """Each predecessor through its one selected op; a node whose every edge selects `none` (or None) is 0."""
-        mixed = torch.zeros_like(nodes[0])
-        for source, op in enumerate(selected):
-            if op is not None and self.primitives[op] != "none":
-                activation = ACTIVATIONS[self.primitives[op]]
-                mixed = mixed + edge_ops[source, op] * (
-                    nodes[source] + gates[source] * (activation(candidates[source]) - nodes[source])
-                )
-        return mixed
 
 
 def derive_recurrent_genotype(
