@@ -71,8 +71,8 @@ def parameter_shares(primitives: tuple[str, ...], device: torch.device) -> torch
 class NASP(DifferentiableMethod):
     name = "nasp"
     search_refusals = {
-        "rnn": "NASP published no recurrent search (xujinfan/NASP-codes has no PTB code or protocol, "
-        "and no NASP recurrent cell or PTB result was found)"
+        "rnn": "no NASP recurrent search protocol is available (xujinfan/NASP-codes has no PTB code in any "
+        "revision, and no NASP recurrent cell or PTB result was found in the sources read)"
     }
     protocol_domains = {
         "order": one_of(1),  # NASP has no second-order term

@@ -352,7 +352,7 @@ def test_reproduce_trains_the_searched_cell_and_records_perplexities_as_smoke(pa
 UNSEARCHED_CELLS = {
     "pcdarts": "pcdarts does not search the RNN cell space of ptb: PC-DARTS searched CNN cells only",
     "pdarts": "pdarts does not search the RNN cell space of ptb: P-DARTS searched CNN cells only",
-    "nasp": "nasp does not search the RNN cell space of ptb: NASP published no recurrent search",
+    "nasp": "nasp does not search the RNN cell space of ptb: no NASP recurrent search protocol is available",
 }
 
 
