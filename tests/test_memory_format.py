@@ -17,8 +17,8 @@ from nasbench_repro.spaces.cnn.supernet import CellWeights, MixedOp, PartialChan
 from nasbench_repro.spaces.genotypes import get_published
 
 
-def test_auto_is_channels_last_on_cpu_and_contiguous_on_cuda():
-    assert memory_format_for("auto", torch.device("cpu")) == "channels_last"
+def test_auto_is_contiguous_and_an_explicit_choice_is_kept():
+    assert memory_format_for("auto", torch.device("cpu")) == "contiguous"
     assert memory_format_for("auto", torch.device("cuda")) == "contiguous"
     assert memory_format_for("contiguous", torch.device("cpu")) == "contiguous"
     assert memory_format_for("channels_last", torch.device("cuda")) == "channels_last"
@@ -71,8 +71,8 @@ def test_a_supernet_computes_the_same_in_channels_last(edge):
 
 def test_the_record_says_which_layout_ran(tiny, capsys):
     code, out, _ = cli(capsys, *tiny_run_args(tiny))
-    assert code == 0 and read_record(Path(out.strip()))["environment"]["memory_format"] == "channels_last"
-    code, out, _ = cli(capsys, *tiny_run_args(tiny, "--memory-format", "contiguous"))
     assert code == 0 and read_record(Path(out.strip()))["environment"]["memory_format"] == "contiguous"
+    code, out, _ = cli(capsys, *tiny_run_args(tiny, "--memory-format", "channels_last"))
+    assert code == 0 and read_record(Path(out.strip()))["environment"]["memory_format"] == "channels_last"
     code, _, err = cli(capsys, *tiny_run_args(tiny, "--memory-format", "nhwc"))
     assert code == 2 and "--memory-format" in err

@@ -120,7 +120,8 @@ def add_memory_format_option(parser: argparse.ArgumentParser) -> None:
         "--memory-format",
         choices=list(MEMORY_FORMATS),
         default="auto",
-        help="layout of image networks' tensors; auto: channels_last on CPU, contiguous on CUDA (recorded)",
+        help="layout of image networks' tensors; auto: contiguous (channels_last is faster on CPU but oneDNN "
+        "aborts on GDAS's fixed reduction cell; recorded)",
     )
 
 
